@@ -1,0 +1,118 @@
+//! `medr1 bench`: prefill seconds and decode tokens/s on the same prompt as
+//! `shared/bench/torch_2b_baseline.py` (one 392x392 image = 196 visual tokens, plus 60 text
+//! tokens), with random weights at the tiny checkpoint's shape or the real Qwen2-VL-2B shape.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+use vlm::config::Qwen2VlConfig;
+use vlm::generate::{generate, GenerateOptions, Sampling};
+use vlm::image_processor::{ImageProcessor, RgbImage};
+use vlm::model::Batch;
+use vlm::params::RandomParams;
+use vlm::{PreprocessorConfig, Qwen2Vl};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model shape: `tiny` (the bundled test checkpoint's) or `2b` (Qwen2-VL-2B-Instruct's).
+    #[arg(long, default_value = "tiny")]
+    pub shape: String,
+    /// Compute precision: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Tokens to decode after the prefill.
+    #[arg(long, default_value_t = 16)]
+    pub new_tokens: usize,
+    /// Worker threads (the baseline uses 2).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Print {"prefill_seconds", "decode_tokens_per_second", "prompt_tokens"} as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn config_for(shape: &str) -> Result<Qwen2VlConfig> {
+    let v = match shape {
+        "2b" => json!({
+            "model_type": "qwen2_vl", "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
+            "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6, "tie_word_embeddings": true, "max_position_embeddings": 32768,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+            "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                              "hidden_size": 1536, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}),
+        "tiny" => json!({
+            "model_type": "qwen2_vl", "vocab_size": 564, "hidden_size": 64, "intermediate_size": 160,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6, "tie_word_embeddings": true, "max_position_embeddings": 32768,
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+            "image_token_id": 562, "video_token_id": 563, "vision_start_token_id": 559, "vision_end_token_id": 560,
+            "vision_config": {"depth": 2, "embed_dim": 32, "mlp_ratio": 2, "num_heads": 2, "in_chans": 3,
+                              "hidden_size": 64, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}),
+        _ => bail!("--shape must be tiny or 2b, got `{shape}`"),
+    };
+    Ok(Qwen2VlConfig::from_json(&v, Path::new("<bench config>"))?)
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    // Must happen before candle or gemm touch the global thread pool.
+    let _ = rayon_threads(a.threads);
+    let dtype = crate::ask::parse_dtype(&a.dtype)?;
+    let cfg = config_for(&a.shape)?;
+    let t0 = Instant::now();
+    let model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
+    let n_params: usize = model.params.iter().map(|(_, t)| t.elem_count()).sum();
+    eprintln!("{} shape: {:.3} B parameters, built in {:.1}s", a.shape, n_params as f64 / 1e9, t0.elapsed().as_secs_f64());
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let img = RgbImage { width: 384, height: 384, data: (0..384 * 384 * 3).map(|_| rng.random::<u8>()).collect() };
+    let proc = ImageProcessor::new(PreprocessorConfig { min_pixels: 3136, max_pixels: 401408, ..Default::default() });
+    let pi = proc.process(&img)?;
+    let n_img = pi.n_tokens(2);
+    let vocab_text = (cfg.text.vocab_size as u32).min(150000).min(cfg.vision_start_token_id);
+    let text: Vec<u32> = (0..60).map(|_| rng.random_range(0..vocab_text)).collect();
+    let mut ids = text[..10].to_vec();
+    ids.push(cfg.vision_start_token_id);
+    ids.extend(std::iter::repeat(cfg.image_token_id).take(n_img));
+    ids.push(cfg.vision_end_token_id);
+    ids.extend_from_slice(&text[10..]);
+    let n = ids.len();
+    let px = candle_core::Tensor::from_vec(pi.patches.clone(), (pi.grid_thw.iter().product::<usize>(), cfg.vision.patch_dim()), &candle_core::Device::Cpu)?;
+    let batch = Batch { input_ids: vec![ids], attention_mask: vec![vec![1; n]], pixel_values: Some(px), image_grid_thw: vec![pi.grid_thw] };
+    eprintln!("prompt tokens {n}, image tokens {n_img}");
+
+    let mut prefill = 0.0;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let (logits, _) = model.forward(&batch, None)?;
+        drop(logits);
+        prefill = t.elapsed().as_secs_f64();
+        eprintln!("prefill {prefill:.2}s");
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: a.new_tokens,
+        eos_token_ids: vec![],
+        suppress_token_ids: vec![],
+        sampling: vec![Sampling::greedy()],
+    };
+    let t = Instant::now();
+    let g = generate(&model, &batch, &opts, &mut |_, _| true)?;
+    let total = t.elapsed().as_secs_f64();
+    let decode_tps = (g[0].tokens.len().saturating_sub(1)) as f64 / (total - prefill).max(1e-9);
+    if a.json {
+        println!("{}", json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
+            "shape": a.shape, "dtype": a.dtype, "new_tokens": a.new_tokens, "threads": a.threads,
+            "generate_seconds": total, "avx512": std::is_x86_feature_detected!("avx512f")}));
+    } else {
+        println!("RESULT shape={} dtype={} prefill_s={prefill:.2} generate_{}_s={total:.2} decode_tok_per_s={decode_tps:.3}", a.shape, a.dtype, a.new_tokens);
+    }
+    Ok(())
+}
+
+fn rayon_threads(n: usize) -> Result<()> {
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    Ok(())
+}

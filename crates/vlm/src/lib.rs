@@ -1,0 +1,31 @@
+//! Qwen2-VL for medr1: everything needed to run the model that Med-R1 trains — config (both
+//! `config.json` layouts), weights (both tensor-name layouts), the vision tower, the M-RoPE decoder,
+//! the image processor, chat-template prompting, batched generation with a KV cache, and the one
+//! log-probability function used by rollouts, training and scoring.
+//!
+//! float32 is the reference precision (checked against Hugging Face transformers in
+//! `tests/parity.rs`); bfloat16 is an option. Every op on a path that carries gradients uses a
+//! differentiable implementation (see [`ops`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod dump;
+pub mod error;
+pub mod generate;
+pub mod image_processor;
+pub mod jpeg;
+pub mod logprob;
+pub mod model;
+pub mod ops;
+pub mod params;
+pub mod prompt;
+pub mod resample;
+pub mod rope;
+pub mod text;
+pub mod vision;
+pub mod weights;
+
+pub use checkpoint::Checkpoint;
+pub use config::{GenerationConfig, PreprocessorConfig, Qwen2VlConfig};
+pub use error::{Result, VlmError};
+pub use model::{Batch, Qwen2Vl};

@@ -1,0 +1,176 @@
+//! Qwen2VLForConditionalGeneration: the vision tower's features replace the `<|image_pad|>`
+//! embeddings, M-RoPE positions come from `get_rope_index`, and the decoder produces logits.
+
+use crate::config::Qwen2VlConfig;
+use crate::error::{Result, VlmError};
+use crate::params::{ParamSource, Recorder};
+use crate::rope::{self, RopeIndex};
+use crate::text::{KvCache, TextModel};
+use crate::vision::VisionTower;
+use candle_core::{DType, Device, Tensor};
+
+/// A model-ready batch: token ids padded on the left, the mask, and the images' patches.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub input_ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<u32>>,
+    /// [N, 1176] patches of all images in order, float32.
+    pub pixel_values: Option<Tensor>,
+    pub image_grid_thw: Vec<[usize; 3]>,
+}
+
+impl Batch {
+    pub fn rows(&self) -> usize {
+        self.input_ids.len()
+    }
+    pub fn len(&self) -> usize {
+        self.input_ids.first().map_or(0, |r| r.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct Qwen2Vl {
+    pub cfg: Qwen2VlConfig,
+    pub visual: VisionTower,
+    pub text: TextModel,
+    /// Every parameter by its canonical checkpoint name (legacy layout), in load order.
+    pub params: Vec<(String, Tensor)>,
+}
+
+impl Qwen2Vl {
+    pub fn load(cfg: &Qwen2VlConfig, source: &dyn ParamSource) -> Result<Self> {
+        let rec = Recorder::new(source);
+        let visual = VisionTower::load(&rec, &cfg.vision)?;
+        let text = TextModel::load(&rec, &cfg.text)?;
+        let params = rec.seen.into_inner().unwrap();
+        Ok(Qwen2Vl { cfg: cfg.clone(), visual, text, params })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.text.dtype()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.text.embed_tokens.device()
+    }
+
+    pub fn rope_index(&self, batch: &Batch) -> Result<RopeIndex> {
+        rope::get_rope_index(
+            &batch.input_ids,
+            &batch.attention_mask,
+            &batch.image_grid_thw,
+            self.cfg.image_token_id,
+            self.cfg.vision_start_token_id,
+            self.cfg.vision.spatial_merge_size,
+        )
+        .map_err(VlmError::input)
+    }
+
+    /// Token embeddings with the image features scattered into the `<|image_pad|>` slots, in order.
+    pub fn embed(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, l) = (batch.rows(), batch.len());
+        let dev = self.device();
+        let flat: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
+        let n_img_tokens = flat.iter().filter(|&&t| t == self.cfg.image_token_id).count();
+        let vocab = self.cfg.text.vocab_size as u32;
+        if let Some(&bad) = flat.iter().find(|&&t| t >= vocab) {
+            return Err(VlmError::input(format!("token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        let ids = Tensor::from_vec(flat.clone(), b * l, dev)?;
+        let text_emb = self.text.embed_tokens.index_select(&ids, 0)?;
+        let merged = match &batch.pixel_values {
+            None => {
+                if n_img_tokens > 0 {
+                    return Err(VlmError::input(format!("the prompt has {n_img_tokens} image tokens but no image was given")));
+                }
+                text_emb
+            }
+            Some(px) => {
+                let feats = self.visual.forward(px, &batch.image_grid_thw)?.to_dtype(text_emb.dtype())?;
+                let n_feats = feats.dim(0)?;
+                if n_feats != n_img_tokens {
+                    return Err(VlmError::input(format!(
+                        "image features and image tokens do not match: {n_feats} features, {n_img_tokens} tokens"
+                    )));
+                }
+                // Gather from [text rows; image rows] so both paths stay differentiable.
+                let all = Tensor::cat(&[&text_emb, &feats], 0)?;
+                let mut k = 0u32;
+                let idx: Vec<u32> = flat
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &t)| {
+                        if t == self.cfg.image_token_id {
+                            k += 1;
+                            (b * l) as u32 + k - 1
+                        } else {
+                            p as u32
+                        }
+                    })
+                    .collect();
+                all.index_select(&Tensor::from_vec(idx, b * l, dev)?, 0)?
+            }
+        };
+        Ok(merged.reshape((b, l, self.cfg.text.hidden_size))?)
+    }
+
+    /// Full-sequence forward: logits [B, L, V] in float32. With `cache`, the keys and values of the
+    /// whole batch are stored in it for decoding.
+    pub fn forward(&self, batch: &Batch, cache: Option<&mut KvCache>) -> Result<(Tensor, RopeIndex)> {
+        let (hidden, ri) = self.forward_hidden(batch, cache)?;
+        Ok((self.text.logits(&hidden)?, ri))
+    }
+
+    /// Full-sequence forward up to the final norm: hidden states [B, L, D].
+    pub fn forward_hidden(&self, batch: &Batch, cache: Option<&mut KvCache>) -> Result<(Tensor, RopeIndex)> {
+        let max_ctx = self.cfg.text.max_position_embeddings;
+        if batch.len() > max_ctx {
+            return Err(VlmError::input(format!(
+                "the prompt is {} tokens long but the model's context is {max_ctx} (max_position_embeddings)",
+                batch.len()
+            )));
+        }
+        let ri = self.rope_index(batch)?;
+        let embeds = self.embed(batch)?;
+        let t = &self.cfg.text;
+        let (cos, sin) = rope::mrope_cos_sin(&ri.position_ids, t.head_dim, t.rope_theta, t.mrope_section, self.device())?;
+        let hidden = self.text.forward_hidden(&embeds, &cos, &sin, &batch.attention_mask, cache)?;
+        Ok((hidden, ri))
+    }
+
+    /// One decoding step: `tokens` [B] appended after the cache. `rope_deltas` from the prompt's
+    /// forward; `key_mask` covers cache + this token. Returns logits [B, V].
+    pub fn decode_step(
+        &self,
+        tokens: &[u32],
+        rope_deltas: &[i64],
+        key_mask: &[Vec<u32>],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let b = tokens.len();
+        let past = cache.len();
+        if key_mask.iter().any(|m| m.len() != past + 1) {
+            return Err(VlmError::input("decode_step: key_mask must cover the cache and the new token"));
+        }
+        if past + 1 > self.cfg.text.max_position_embeddings {
+            return Err(VlmError::input("generation ran past the model's context (max_position_embeddings)"));
+        }
+        let dev = self.device();
+        let ids = Tensor::from_vec(tokens.to_vec(), b, dev)?;
+        let embeds = self.text.embed_tokens.index_select(&ids, 0)?.reshape((b, 1, self.cfg.text.hidden_size))?;
+        // After the prompt, all three M-RoPE axes advance together: position = number of real
+        // (unpadded) tokens before this one + delta.
+        let pos: Vec<Vec<i64>> = rope_deltas
+            .iter()
+            .zip(key_mask)
+            .map(|(d, m)| vec![m[..past].iter().map(|&x| x as i64).sum::<i64>() + d])
+            .collect();
+        let pos3 = vec![pos.clone(), pos.clone(), pos];
+        let t = &self.cfg.text;
+        let (cos, sin) = rope::mrope_cos_sin(&pos3, t.head_dim, t.rope_theta, t.mrope_section, dev)?;
+        let hidden = self.text.forward_hidden(&embeds, &cos, &sin, key_mask, Some(cache))?;
+        Ok(self.text.logits(&hidden)?.squeeze(1)?)
+    }
+}

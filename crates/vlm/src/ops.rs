@@ -1,0 +1,186 @@
+//! The model's numerical building blocks, each with two implementations:
+//! candle's fused kernels (fast, but they silently drop gradients in candle 0.11: softmax_last_dim,
+//! rms_norm, layer_norm, rope — upstream issues #2168, #3568, #3569) and compositions of basic ops
+//! whose backward passes are correct.
+//!
+//! The choice is made here, per call, from the tensors themselves: if any input is tracked by the
+//! autograd graph (`track_op()`: a `Var` or something computed from one), the differentiable path is
+//! taken. The training path therefore cannot reach a fused kernel by accident, and inference on plain
+//! tensors always gets the fast one.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, D};
+
+use candle_core::Result;
+
+/// True when a gradient must flow through this call.
+fn needs_grad(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
+}
+
+/// Softmax over the last dimension, computed in float32 (as transformers does for attention).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if needs_grad(&[x]) {
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+/// Qwen2RMSNorm: normalise in float32, cast back, then scale.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    if needs_grad(&[x, weight]) {
+        let xf = x.to_dtype(DType::F32)?;
+        let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(weight)
+    } else if dtype == DType::F32 {
+        candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)
+    } else {
+        // transformers rounds the normalised value to the input dtype before the scale.
+        let xf = x.to_dtype(DType::F32)?.contiguous()?;
+        let ones = Tensor::ones(weight.dims(), DType::F32, x.device())?;
+        candle_nn::ops::rms_norm(&xf, &ones, eps as f32)?.to_dtype(dtype)?.broadcast_mul(weight)
+    }
+}
+
+/// torch.nn.LayerNorm over the last dimension (computed in float32).
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    if needs_grad(&[x, weight, bias]) {
+        let xf = x.to_dtype(DType::F32)?;
+        let mean = xf.mean_keepdim(D::Minus1)?;
+        let centred = xf.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+            .broadcast_add(&bias.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
+    } else {
+        let xf = x.to_dtype(DType::F32)?.contiguous()?;
+        candle_nn::ops::layer_norm(&xf, &weight.to_dtype(DType::F32)?, &bias.to_dtype(DType::F32)?, eps as f32)?
+            .to_dtype(dtype)
+    }
+}
+
+/// `rotate_half`: (x1, x2) -> (-x2, x1) over the last dimension.
+pub fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+/// Non-interleaved rotary embedding `x * cos + rotate_half(x) * sin` for x of shape
+/// [B, H, L, D] with `cos_half`/`sin_half` of shape [B, L, D/2] (the two halves of the full table
+/// are equal for Qwen2-VL, see `rope::mrope_cos_sin`).
+pub fn apply_rotary(x: &Tensor, cos_half: &Tensor, sin_half: &Tensor) -> Result<Tensor> {
+    if needs_grad(&[x, cos_half, sin_half]) {
+        let cos = Tensor::cat(&[cos_half, cos_half], D::Minus1)?.unsqueeze(1)?;
+        let sin = Tensor::cat(&[sin_half, sin_half], D::Minus1)?.unsqueeze(1)?;
+        x.broadcast_mul(&cos)?.add(&rotate_half(x)?.broadcast_mul(&sin)?)
+    } else {
+        let dtype = x.dtype();
+        let x = x.contiguous()?;
+        let c = cos_half.to_dtype(dtype)?.contiguous()?;
+        let s = sin_half.to_dtype(dtype)?.contiguous()?;
+        candle_nn::rotary_emb::rope(&x, &c, &s)
+    }
+}
+
+/// quick_gelu (the Qwen2-VL vision MLP's activation): x * sigmoid(1.702 x), built from basic ops.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    let s = ((x * -1.702)?.exp()? + 1.0)?.recip()?;
+    x.mul(&s)
+}
+
+/// A linear layer `x W^T + b` whose weight may be frozen.
+///
+/// candle's matmul backward always computes the gradient of both operands, so a frozen plain-tensor
+/// weight would still get a weight-sized gradient computed and stored (a third more backward work,
+/// gigabytes at the 2B shape). When the input needs a gradient and the weight does not, the product
+/// goes through [`FrozenMatmul`], whose backward computes the input's gradient only.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().unwrap();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, in_dim))?;
+        let y = if x2.track_op() && !self.weight.track_op() {
+            x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(FrozenMatmul { weight: self.weight.clone() })))?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims;
+        *out.last_mut().unwrap() = self.weight.dim(0)?;
+        y.reshape(out)
+    }
+}
+
+/// `x W^T` with a constant W: the backward pass returns only d/dx = grad W.
+struct FrozenMatmul {
+    weight: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        // Re-enter candle's own (gemm) matmul on an untracked view of the input.
+        let x = Tensor::from_storage(
+            candle_core::Storage::Cpu(storage.clone()),
+            Shape::from(storage_len(storage)),
+            candle_core::op::BackpropOp::none(),
+            false,
+        );
+        if !layout.is_contiguous() {
+            candle_core::bail!("frozen-matmul: the input must be contiguous");
+        }
+        let x = x.narrow(0, layout.start_offset(), layout.shape().elem_count())?.reshape(layout.shape())?;
+        let y = x.matmul(&self.weight.t()?)?.contiguous()?;
+        let shape = y.shape().clone();
+        let (st, l) = y.storage_and_layout();
+        match &*st {
+            candle_core::Storage::Cpu(cpu) if l.start_offset() == 0 && storage_len(cpu) == shape.elem_count() => Ok((cpu.clone(), shape)),
+            candle_core::Storage::Cpu(_) => candle_core::bail!("frozen-matmul: unexpected output layout"),
+            _ => candle_core::bail!("frozen-matmul: only the CPU device is supported"),
+        }
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.matmul(&self.weight)?))
+    }
+}
+
+fn storage_len(s: &CpuStorage) -> usize {
+    match s {
+        CpuStorage::F32(v) => v.len(),
+        CpuStorage::BF16(v) => v.len(),
+        CpuStorage::F16(v) => v.len(),
+        CpuStorage::F64(v) => v.len(),
+        CpuStorage::U8(v) => v.len(),
+        CpuStorage::U32(v) => v.len(),
+        CpuStorage::I64(v) => v.len(),
+        #[allow(unreachable_patterns)]
+        _ => 0,
+    }
+}

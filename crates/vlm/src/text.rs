@@ -1,0 +1,200 @@
+//! The Qwen2 decoder (`model.*`): token embedding, layers of grouped-query attention with M-RoPE and
+//! SiLU-gated MLPs under RMSNorm, the final norm, and the LM head (tied to the embedding or not).
+//! The model holds no state: a [`KvCache`] is passed in, so one model can serve a training step,
+//! a batch of rollouts and many server requests at once.
+
+use crate::config::TextConfig;
+use crate::error::Result;
+use crate::ops::{self, Linear};
+use crate::params::Recorder;
+use candle_core::{DType, Module, Tensor};
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_layernorm: Tensor,
+    post_attention_layernorm: Tensor,
+    self_attn: Attention,
+    mlp: Mlp,
+}
+
+/// Keys and values of every layer, [B, kv_heads, T, head_dim] each.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        KvCache { layers: vec![None; n_layers] }
+    }
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TextModel {
+    pub embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    pub cfg: TextConfig,
+}
+
+fn lin(p: &Recorder, name: &str, o: usize, i: usize, bias: bool) -> Result<Linear> {
+    let w = p.get(&format!("{name}.weight"), &[o, i])?;
+    let b = if bias { Some(p.get(&format!("{name}.bias"), &[o])?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+impl TextModel {
+    pub fn load(p: &Recorder, cfg: &TextConfig) -> Result<Self> {
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let embed_tokens = p.get("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
+        let mut layers = Vec::new();
+        for i in 0..cfg.num_hidden_layers {
+            let n = format!("model.layers.{i}");
+            layers.push(DecoderLayer {
+                input_layernorm: p.get(&format!("{n}.input_layernorm.weight"), &[d])?,
+                post_attention_layernorm: p.get(&format!("{n}.post_attention_layernorm.weight"), &[d])?,
+                self_attn: Attention {
+                    q_proj: lin(p, &format!("{n}.self_attn.q_proj"), nh * hd, d, true)?,
+                    k_proj: lin(p, &format!("{n}.self_attn.k_proj"), nkv * hd, d, true)?,
+                    v_proj: lin(p, &format!("{n}.self_attn.v_proj"), nkv * hd, d, true)?,
+                    o_proj: lin(p, &format!("{n}.self_attn.o_proj"), d, nh * hd, false)?,
+                },
+                mlp: Mlp {
+                    gate_proj: lin(p, &format!("{n}.mlp.gate_proj"), cfg.intermediate_size, d, false)?,
+                    up_proj: lin(p, &format!("{n}.mlp.up_proj"), cfg.intermediate_size, d, false)?,
+                    down_proj: lin(p, &format!("{n}.mlp.down_proj"), d, cfg.intermediate_size, false)?,
+                },
+            });
+        }
+        let norm = p.get("model.norm.weight", &[d])?;
+        let lm_head = if cfg.tie_word_embeddings && !p.has("lm_head.weight") {
+            embed_tokens.clone()
+        } else {
+            p.get("lm_head.weight", &[cfg.vocab_size, d])?
+        };
+        Ok(TextModel { embed_tokens, layers, norm, lm_head, cfg: cfg.clone() })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.dtype()
+    }
+
+    /// Runs the decoder on `embeds` [B, L, D] (new tokens only when `cache` holds earlier ones).
+    /// `cos`/`sin` [B, L, head_dim/2] come from the M-RoPE positions of the new tokens; `key_mask`
+    /// [B, T_total] marks real (1) and padding (0) keys over cache + new tokens. Returns the final
+    /// hidden states [B, L, D] (after the last norm).
+    pub fn forward_hidden(
+        &self,
+        embeds: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        key_mask: &[Vec<u32>],
+        cache: Option<&mut KvCache>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l, _) = embeds.dims3()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let total = past + l;
+        // Additive mask [B, 1, 1, L, T]: causal over absolute positions, and no padding keys.
+        // A large finite negative (not -inf) keeps fully masked padding rows finite (no NaN
+        // in logits or gradients); those rows are never read.
+        let mut m = vec![0f32; b * l * total];
+        for row in 0..b {
+            for i in 0..l {
+                for j in 0..total {
+                    if j > past + i || key_mask[row][j] == 0 {
+                        m[(row * l + i) * total + j] = -1e30;
+                    }
+                }
+            }
+        }
+        let mask = Tensor::from_vec(m, (b, 1, 1, l, total), embeds.device())?;
+        let cos = cos.to_dtype(DType::F32)?;
+        let sin = sin.to_dtype(DType::F32)?;
+        let mut x = embeds.clone();
+        let mut cache = cache;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(&x, &cos, &sin, &mask, &self.cfg, slot)?;
+        }
+        ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// LM head: hidden [.., D] -> logits [.., V] in float32.
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        Linear::new(self.lm_head.clone(), None).forward(hidden)?.to_dtype(DType::F32)
+    }
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        cfg: &TextConfig,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let rep = nh / nkv;
+        let h = ops::rms_norm(x, &self.input_layernorm, cfg.rms_norm_eps)?;
+        let a = &self.self_attn;
+        let q = a.q_proj.forward(&h)?.reshape((b, l, nh, hd))?.transpose(1, 2)?;
+        let k = a.k_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
+        let v = a.v_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let dtype = q.dtype();
+        // Rotary in float32, then back (as transformers with an autocast-free float32 table).
+        let q = ops::apply_rotary(&q.to_dtype(DType::F32)?.contiguous()?, cos, sin)?.to_dtype(dtype)?;
+        let k = ops::apply_rotary(&k.to_dtype(DType::F32)?.contiguous()?, cos, sin)?.to_dtype(dtype)?;
+        let (k, v) = match cache {
+            Some(slot) => {
+                let kv = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k, v),
+                };
+                *slot = Some(kv.clone());
+                kv
+            }
+            None => (k, v),
+        };
+        let t = k.dim(2)?;
+        // Grouped-query attention without copying keys: the `rep` query heads that share a
+        // key/value head are stacked along the query axis.
+        let q = q.reshape((b, nkv, rep * l, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = att.reshape((b, nkv, rep, l, t))?.broadcast_add(mask)?;
+        let att = ops::softmax_last_dim(&att)?.to_dtype(dtype)?.reshape((b, nkv, rep * l, t))?;
+        let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?;
+        let x = (x + a.o_proj.forward(&o)?)?;
+        let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
+        let m = &self.mlp;
+        let g = m.gate_proj.forward(&h)?.silu()?;
+        let u = m.up_proj.forward(&h)?;
+        x + m.down_proj.forward(&(g * u)?)?
+    }
+}

@@ -1,0 +1,148 @@
+//! The Qwen2-VL vision tower (`visual.*`): Conv3d patch embedding (as a matmul over the 1176-wide
+//! patch rows), 2-D rotary attention blocks restricted to each image (block-diagonal attention,
+//! computed image by image), and the 2x2 patch merger into the decoder's width.
+
+use crate::config::VisionConfig;
+use crate::error::Result;
+use crate::ops::{self, Linear};
+use crate::params::Recorder;
+use crate::rope;
+use candle_core::{DType, Module, Tensor};
+
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn load(p: &Recorder, name: &str, dim: usize) -> Result<Self> {
+        Ok(LayerNorm { weight: p.get(&format!("{name}.weight"), &[dim])?, bias: p.get(&format!("{name}.bias"), &[dim])? })
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, 1e-6)
+    }
+}
+
+fn linear(p: &Recorder, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
+    let w = p.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+    let b = if bias { Some(p.get(&format!("{name}.bias"), &[out_dim])?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+#[derive(Debug, Clone)]
+struct VisionBlock {
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    fc1: Linear,
+    fc2: Linear,
+    num_heads: usize,
+}
+
+impl VisionBlock {
+    /// `x` [N, E] holds the patches of all images; `spans` gives each image frame's patch range.
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        let (n, e) = x.dims2()?;
+        let hd = e / self.num_heads;
+        let h = self.norm1.forward(x)?;
+        let qkv = self.qkv.forward(&h)?.reshape((n, 3, self.num_heads, hd))?;
+        // [N, heads, hd] -> [1, heads, N, hd] so the rotary helper sees [B, H, L, D].
+        let rot = |t: Tensor| -> candle_core::Result<Tensor> {
+            let t = t.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+            let t32 = t.to_dtype(DType::F32)?;
+            ops::apply_rotary(&t32, &cos.unsqueeze(0)?, &sin.unsqueeze(0)?)?.to_dtype(t.dtype())
+        };
+        let q = rot(qkv.narrow(1, 0, 1)?.squeeze(1)?)?;
+        let k = rot(qkv.narrow(1, 1, 1)?.squeeze(1)?)?;
+        let v = qkv.narrow(1, 2, 1)?.squeeze(1)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut outs = Vec::with_capacity(spans.len());
+        for &(s, len) in spans {
+            let qs = q.narrow(2, s, len)?;
+            let ks = k.narrow(2, s, len)?;
+            let vs = v.narrow(2, s, len)?;
+            let att = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(DType::F32)?;
+            let att = ops::softmax_last_dim(&att)?.to_dtype(vs.dtype())?;
+            outs.push(att.matmul(&vs)?);
+        }
+        let o = Tensor::cat(&outs, 2)?; // [1, heads, N, hd]
+        let o = o.squeeze(0)?.transpose(0, 1)?.reshape((n, e))?;
+        let x = (x + self.proj.forward(&o)?)?;
+        let h = self.norm2.forward(&x)?;
+        let h = self.fc2.forward(&ops::quick_gelu(&self.fc1.forward(&h)?)?)?;
+        x + h
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionTower {
+    patch_embed: Tensor, // [E, 1176]: the Conv3d kernel flattened, since stride == kernel size
+    blocks: Vec<VisionBlock>,
+    ln_q: LayerNorm,
+    mlp0: Linear,
+    mlp2: Linear,
+    pub cfg: VisionConfig,
+}
+
+impl VisionTower {
+    pub fn load(p: &Recorder, cfg: &VisionConfig) -> Result<Self> {
+        let e = cfg.embed_dim;
+        let pe = p.get(
+            "visual.patch_embed.proj.weight",
+            &[e, cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size],
+        )?;
+        let patch_embed = pe.reshape((e, cfg.patch_dim()))?;
+        let mut blocks = Vec::new();
+        for i in 0..cfg.depth {
+            let b = format!("visual.blocks.{i}");
+            blocks.push(VisionBlock {
+                norm1: LayerNorm::load(p, &format!("{b}.norm1"), e)?,
+                norm2: LayerNorm::load(p, &format!("{b}.norm2"), e)?,
+                qkv: linear(p, &format!("{b}.attn.qkv"), 3 * e, e, true)?,
+                proj: linear(p, &format!("{b}.attn.proj"), e, e, true)?,
+                fc1: linear(p, &format!("{b}.mlp.fc1"), cfg.mlp_hidden(), e, true)?,
+                fc2: linear(p, &format!("{b}.mlp.fc2"), e, cfg.mlp_hidden(), true)?,
+                num_heads: cfg.num_heads,
+            });
+        }
+        let m = cfg.spatial_merge_size * cfg.spatial_merge_size * e;
+        Ok(VisionTower {
+            patch_embed,
+            blocks,
+            ln_q: LayerNorm::load(p, "visual.merger.ln_q", e)?,
+            mlp0: linear(p, "visual.merger.mlp.0", m, m, true)?,
+            mlp2: linear(p, "visual.merger.mlp.2", cfg.hidden_size, m, true)?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// `pixel_values` [N, 1176] for all images; returns [N / merge^2, hidden] image features.
+    pub fn forward(&self, pixel_values: &Tensor, grids: &[[usize; 3]]) -> candle_core::Result<Tensor> {
+        let dtype = self.patch_embed.dtype();
+        let px = pixel_values.to_dtype(dtype)?;
+        let mut x = Linear::new(self.patch_embed.clone(), None).forward(&px)?;
+        let (cos, sin) = rope::vision_rotary(grids, self.cfg.head_dim(), self.cfg.spatial_merge_size, px.device())?;
+        // cu_seqlens: one attention span per image frame.
+        let mut spans = Vec::new();
+        let mut s = 0;
+        for &[t, h, w] in grids {
+            for _ in 0..t {
+                spans.push((s, h * w));
+                s += h * w;
+            }
+        }
+        if s != x.dim(0)? {
+            candle_core::bail!("image_grid_thw covers {s} patches but pixel_values has {} rows", x.dim(0)?);
+        }
+        for b in &self.blocks {
+            x = b.forward(&x, &cos, &sin, &spans)?;
+        }
+        let m = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size * self.cfg.embed_dim;
+        let h = self.ln_q.forward(&x)?.reshape(((), m))?;
+        let h = self.mlp0.forward(&h)?.gelu_erf()?;
+        self.mlp2.forward(&h)
+    }
+}
+
