@@ -1,0 +1,168 @@
+//! Gradients of every layer type against central finite differences, and proof that the
+//! training path never reaches one of candle's gradient-dropping fused kernels.
+//!
+//! For each op f and each input x_i we compare the analytic directional derivative
+//! <dL/dx_i, v> with (L(x_i + h v) - L(x_i - h v)) / 2h, where L = sum(f(x) * R) for a fixed
+//! random R and a random direction v.
+
+mod common;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use vlm::ops;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    a.to_dtype(DType::F64).unwrap().mul(&b.to_dtype(DType::F64).unwrap()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+}
+
+/// Checks every input's gradient; `needs` says which inputs must receive one.
+fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let out = f(&ts).unwrap();
+    let r = randn(out.dims(), 999);
+    let loss = out.mul(&r).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let eval = |xs: &[Tensor]| -> f64 {
+        // Perturbed inputs are Vars too, so the forward takes the same (differentiable) path.
+        let vs: Vec<Tensor> = xs.iter().map(|t| Var::from_tensor(t).unwrap().as_tensor().clone()).collect();
+        dot(&f(&vs).unwrap(), &r)
+    };
+    for (i, v) in ts.iter().enumerate() {
+        let g = grads.get(v).unwrap_or_else(|| panic!("{name}: input {i} got no gradient"));
+        let dir = randn(v.dims(), 100 + i as u64);
+        let analytic = dot(g, &dir);
+        let h = 1e-2;
+        let mut plus = inputs.to_vec();
+        let mut minus = inputs.to_vec();
+        plus[i] = (&inputs[i] + (&dir * h).unwrap()).unwrap();
+        minus[i] = (&inputs[i] - (&dir * h).unwrap()).unwrap();
+        let numeric = (eval(&plus) - eval(&minus)) / (2.0 * h);
+        let err = (analytic - numeric).abs() / numeric.abs().max(analytic.abs()).max(1e-3);
+        assert!(err < 2e-2, "{name}: input {i}: analytic {analytic} vs numeric {numeric} (rel {err})");
+        assert!(analytic.abs() > 1e-6, "{name}: input {i}: gradient is zero");
+    }
+}
+
+#[test]
+fn rms_norm_gradients() {
+    check("rms_norm", &[randn(&[3, 5, 16], 1), (randn(&[16], 2) + 1.5).unwrap()], |x| ops::rms_norm(&x[0], &x[1], 1e-6));
+}
+
+#[test]
+fn layer_norm_gradients() {
+    check("layer_norm", &[randn(&[7, 12], 3), (randn(&[12], 4) + 1.0).unwrap(), randn(&[12], 5)], |x| {
+        ops::layer_norm(&x[0], &x[1], &x[2], 1e-6)
+    });
+}
+
+#[test]
+fn softmax_gradients() {
+    check("softmax", &[(randn(&[2, 3, 9], 6) * 3.0).unwrap()], |x| ops::softmax_last_dim(&x[0]));
+}
+
+#[test]
+fn rotary_gradients() {
+    let cos = randn(&[2, 5, 4], 7).cos().unwrap();
+    let sin = randn(&[2, 5, 4], 7).sin().unwrap();
+    check("rotary", &[randn(&[2, 3, 5, 8], 8)], move |x| ops::apply_rotary(&x[0], &cos, &sin));
+}
+
+#[test]
+fn activation_gradients() {
+    check("quick_gelu", &[(randn(&[4, 10], 9) * 3.0).unwrap()], |x| ops::quick_gelu(&x[0]));
+    check("gelu_erf", &[(randn(&[4, 10], 10) * 3.0).unwrap()], |x| x[0].gelu_erf());
+    check("silu", &[(randn(&[4, 10], 11) * 3.0).unwrap()], |x| x[0].silu());
+}
+
+#[test]
+fn linear_gradients() {
+    use candle_core::Module;
+    check("linear", &[randn(&[2, 3, 6], 12), randn(&[5, 6], 13), randn(&[5], 14)], |x| {
+        ops::Linear::new(x[1].clone(), Some(x[2].clone())).forward(&x[0])
+    });
+}
+
+#[test]
+fn frozen_linear_gives_input_gradient_only() {
+    use candle_core::Module;
+    let w = randn(&[5, 6], 15); // a plain tensor: frozen
+    let b = randn(&[5], 16);
+    let (w2, b2) = (w.clone(), b.clone());
+    check("frozen linear", &[randn(&[2, 3, 6], 17)], move |x| ops::Linear::new(w2.clone(), Some(b2.clone())).forward(&x[0]));
+    // The frozen weight gets no gradient stored at all.
+    let x = Var::from_tensor(&randn(&[4, 6], 18)).unwrap();
+    let y = ops::Linear::new(w.clone(), Some(b)).forward(x.as_tensor()).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert!(g.get(&w).is_none(), "a frozen weight must not receive a gradient");
+    assert!(g.get(x.as_tensor()).is_some());
+}
+
+#[test]
+fn fused_kernels_are_unreachable_with_gradients() {
+    // With a Var upstream, each op must deliver a gradient to the weight (a fused candle kernel
+    // would silently deliver none).
+    let w = Var::from_tensor(&(randn(&[8], 19) + 1.0).unwrap()).unwrap();
+    let b = Var::from_tensor(&randn(&[8], 20)).unwrap();
+    let x = Var::from_tensor(&randn(&[3, 8], 21)).unwrap();
+    let y = ops::rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
+    let y = ops::layer_norm(&y, w.as_tensor(), b.as_tensor(), 1e-6).unwrap();
+    let y = ops::softmax_last_dim(&y).unwrap();
+    let cos = Tensor::ones((1, 3, 4), DType::F32, &Device::Cpu).unwrap();
+    let sin = Tensor::ones((1, 3, 4), DType::F32, &Device::Cpu).unwrap();
+    let y = ops::apply_rotary(&y.unsqueeze(0).unwrap().unsqueeze(0).unwrap(), &cos, &sin).unwrap();
+    let g = (y.sqr().unwrap().sum_all().unwrap()).backward().unwrap();
+    for (n, v) in [("weight", &w), ("bias", &b), ("input", &x)] {
+        let gv = g.get(v.as_tensor()).unwrap_or_else(|| panic!("{n}: no gradient"));
+        assert!(gv.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{n}: zero gradient");
+    }
+    // Without Vars the fused kernels run and agree with the differentiable forms.
+    let xs = randn(&[3, 8], 22);
+    let ws = (randn(&[8], 23) + 1.0).unwrap();
+    let fused = ops::rms_norm(&xs, &ws, 1e-6).unwrap();
+    let slow = ops::rms_norm(&Var::from_tensor(&xs).unwrap().as_tensor().clone(), &ws, 1e-6).unwrap();
+    assert!(common::rel_err(&common::f32s(&fused), &common::f32s(&slow), |_| true) < 1e-6);
+}
+
+#[test]
+fn whole_model_gradients_reach_every_parameter_and_match_finite_differences() {
+    use vlm::dump::{trainable_copy, CaseRequest};
+    let ck = vlm::Checkpoint::open(&common::fixtures().join("model"), DType::F32).unwrap();
+    let (json, _) = common::load_case("completion_batch");
+    let req = CaseRequest::from_json(&json, std::path::Path::new("x")).unwrap();
+    let prompts: Vec<_> = req.conversations.iter().map(|m| ck.processor.prompt(m, &common::fixtures().join("images")).unwrap()).collect();
+    let enc = ck.processor.encode(&prompts, req.completions.as_deref(), &Device::Cpu).unwrap();
+    let cm = enc.completion_mask.clone().unwrap();
+    let (model, vars) = trainable_copy(&ck.model).unwrap();
+    let loss = vlm::logprob::completion_logprobs(&model, &enc.batch, &cm).unwrap().nll().unwrap();
+    let grads = loss.backward().unwrap();
+    // Every parameter of every layer type gets a non-zero gradient.
+    for (name, v) in &vars {
+        let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient"));
+        let s = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(s > 0.0, "{name}: zero gradient");
+    }
+    // Directional derivative along a random direction in the space of all parameters.
+    let dirs: Vec<Tensor> = vars.iter().enumerate().map(|(i, (_, v))| randn(v.dims(), 500 + i as u64)).collect();
+    let analytic: f64 = vars.iter().zip(&dirs).map(|((_, v), d)| dot(grads.get(v.as_tensor()).unwrap(), d)).sum();
+    let eval = |sign: f64, h: f64| -> f64 {
+        let map: std::collections::HashMap<String, Tensor> = vars
+            .iter()
+            .zip(&dirs)
+            .map(|((n, v), d)| (n.clone(), (v.as_tensor().detach() + (d * (sign * h)).unwrap()).unwrap()))
+            .collect();
+        let m = vlm::Qwen2Vl::load(&ck.config, &vlm::params::MapParams(&map)).unwrap();
+        vlm::logprob::completion_logprobs(&m, &enc.batch, &cm).unwrap().nll().unwrap().to_scalar::<f32>().unwrap() as f64
+    };
+    let h = 1e-3;
+    let numeric = (eval(1.0, h) - eval(-1.0, h)) / (2.0 * h);
+    let err = (analytic - numeric).abs() / numeric.abs();
+    assert!(err < 2e-2, "whole model: analytic {analytic} vs numeric {numeric} (rel {err})");
+}
