@@ -1,0 +1,89 @@
+//! The `medr1` binary's contracts: ask, dump and bench flags and output fields.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen2vl-tiny")
+}
+
+fn medr1(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_medr1")).args(args).output().unwrap()
+}
+
+#[test]
+fn ask_json_reports_text_tokens_logprobs_and_timing() {
+    let m = fixtures().join("model");
+    let img = fixtures().join("images/wide.png");
+    let out = medr1(&["ask", "--model", m.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question",
+        "What imaging modality is used to acquire this image? A: CT B: MRI C: X-ray D: Ultrasound", "--max-new-tokens", "16", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u32> = serde_json::from_value(v["token_ids"].clone()).unwrap();
+    let lps: Vec<f32> = serde_json::from_value(v["logprobs"].clone()).unwrap();
+    assert!(!ids.is_empty() && ids.len() <= 16);
+    assert_eq!(ids.len(), lps.len());
+    assert!(lps.iter().all(|l| *l <= 0.0));
+    assert!(v["text"].is_string());
+    assert!(v["timing"]["generate_seconds"].as_f64().unwrap() > 0.0);
+    // Greedy `ask` reproduces transformers' greedy tokens for the same prompt (single_image case),
+    // up to the first EOS, which `ask` stops at.
+    let refs = candle_core::safetensors::load(fixtures().join("cases/single_image.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let want: Vec<i64> = refs["generated_ids"].flatten_all().unwrap().to_vec1().unwrap();
+    for (a, b) in ids.iter().zip(&want) {
+        assert_eq!(*a as i64, *b);
+    }
+    // Plain output is the text alone.
+    let plain = medr1(&["ask", "--model", m.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question", "Which organ?", "--max-new-tokens", "4"]);
+    assert!(plain.status.success());
+    // Sampling is repeatable with a seed.
+    let s = |seed: &str| medr1(&["ask", "--model", m.to_str().unwrap(), "--question", "Which organ?", "--max-new-tokens", "12",
+        "--temperature", "1.0", "--top-p", "0.95", "--top-k", "50", "--seed", seed, "--json"]).stdout;
+    let (a, b) = (s("5"), s("5"));
+    let ta: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let tb: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(ta["token_ids"], tb["token_ids"]);
+}
+
+#[test]
+fn ask_errors_are_clear() {
+    let m = fixtures().join("model");
+    let out = medr1(&["ask", "--model", m.to_str().unwrap(), "--image", "/no/such/image.png", "--question", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/image.png"), "{err}");
+    let out = medr1(&["ask", "--model", "/no/such/model", "--question", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model"));
+    let out = medr1(&["ask", "--model", m.to_str().unwrap(), "--question", "x", "--max-new-tokens", "40000"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("context"));
+}
+
+#[test]
+fn dump_writes_the_oracle_tensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outp = tmp.path().join("out.safetensors");
+    let out = medr1(&["dump", "--model", fixtures().join("model").to_str().unwrap(),
+        "--request", fixtures().join("cases/completion.json").to_str().unwrap(),
+        "--image-root", fixtures().join("images").to_str().unwrap(), "--out", outp.to_str().unwrap(), "--grads"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ours = candle_core::safetensors::load(&outp, &candle_core::Device::Cpu).unwrap();
+    let refs = candle_core::safetensors::load(fixtures().join("cases/completion.safetensors"), &candle_core::Device::Cpu).unwrap();
+    for (k, r) in &refs {
+        let o = ours.get(k).unwrap_or_else(|| panic!("dump lacks `{k}`"));
+        assert_eq!(o.dims(), r.dims(), "{k}");
+        assert_eq!(o.dtype(), r.dtype(), "{k}");
+    }
+    // Every parameter's gradient is written, named as in the checkpoint.
+    assert!(ours.contains_key("grad.model.layers.1.mlp.gate_proj.weight"));
+    assert!(ours.contains_key("grad.visual.blocks.1.attn.proj.bias"));
+}
+
+#[test]
+fn bench_json_has_the_contract_fields() {
+    let out = medr1(&["bench", "--shape", "tiny", "--new-tokens", "4", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["prefill_seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["prompt_tokens"].as_u64().unwrap(), 258);
+}

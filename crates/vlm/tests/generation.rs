@@ -1,0 +1,147 @@
+//! Generation: batching and the KV cache agree with full forwards, sampling is repeatable by seed,
+//! EOS and max_new_tokens stop rows, and vision placeholders are never sampled.
+
+mod common;
+
+use candle_core::DType;
+use serde_json::json;
+use std::path::Path;
+use vlm::generate::{choose, generate, GenerateOptions, Sampling};
+use vlm::Checkpoint;
+
+fn ck() -> Checkpoint {
+    Checkpoint::open(&common::fixtures().join("model"), DType::F32).unwrap()
+}
+
+fn encode(ck: &Checkpoint, questions: &[&str]) -> vlm::prompt::Encoded {
+    let prompts: Vec<_> = questions
+        .iter()
+        .map(|q| {
+            let m = json!([{"role": "user", "content": [{"type": "image", "image": "wide.png"}, {"type": "text", "text": q}]}]);
+            ck.processor.prompt(&m, &common::fixtures().join("images")).unwrap()
+        })
+        .collect();
+    ck.processor.encode(&prompts, None, ck.model.device()).unwrap()
+}
+
+fn opts(n: usize, rows: usize, s: Sampling) -> GenerateOptions {
+    GenerateOptions { max_new_tokens: n, eos_token_ids: vec![], suppress_token_ids: vec![], sampling: vec![s; rows] }
+}
+
+#[test]
+fn cached_decoding_matches_full_forward_scores() {
+    // The log-prob of every greedy token equals the full-sequence forward's log-softmax.
+    let ck = ck();
+    let enc = encode(&ck, &["Which organ is shown in this image?", "What is the grade?"]);
+    let g = generate(&ck.model, &enc.batch, &opts(6, 2, Sampling::greedy()), &mut |_, _| true).unwrap();
+    let completions: Vec<Vec<u32>> = g.iter().map(|x| x.tokens.clone()).collect();
+    let mut b = enc.batch.clone();
+    let l = b.len();
+    for (r, c) in completions.iter().enumerate() {
+        b.input_ids[r].extend(c);
+        b.attention_mask[r].extend(std::iter::repeat(1).take(c.len()));
+    }
+    let cm: Vec<Vec<u32>> = (0..2).map(|_| (0..l + 6).map(|i| (i >= l) as u32).collect()).collect();
+    let s = vlm::logprob::completion_logprobs(&ck.model, &b, &cm).unwrap();
+    let full: Vec<Vec<f32>> = s.logprobs.to_vec2().unwrap();
+    for r in 0..2 {
+        for t in 0..6 {
+            assert!((full[r][t] - g[r].logprobs[t]).abs() < 1e-4, "row {r} token {t}: {} vs {}", full[r][t], g[r].logprobs[t]);
+        }
+    }
+}
+
+#[test]
+fn batched_generation_equals_one_at_a_time() {
+    let ck = ck();
+    let qs = ["Which organ is shown in this image?", "Grade?"];
+    let both = generate(&ck.model, &encode(&ck, &qs).batch, &opts(8, 2, Sampling::greedy()), &mut |_, _| true).unwrap();
+    for (i, q) in qs.iter().enumerate() {
+        let one = generate(&ck.model, &encode(&ck, &[q]).batch, &opts(8, 1, Sampling::greedy()), &mut |_, _| true).unwrap();
+        assert_eq!(one[0].tokens, both[i].tokens, "row {i}");
+    }
+}
+
+#[test]
+fn sampling_is_repeatable_and_seed_dependent() {
+    let ck = ck();
+    let enc = encode(&ck, &["What imaging modality is used?"]);
+    let s = |seed| Sampling { temperature: 1.0, top_k: None, top_p: None, seed };
+    let a = generate(&ck.model, &enc.batch, &opts(12, 1, s(7)), &mut |_, _| true).unwrap();
+    let b = generate(&ck.model, &enc.batch, &opts(12, 1, s(7)), &mut |_, _| true).unwrap();
+    let c = generate(&ck.model, &enc.batch, &opts(12, 1, s(8)), &mut |_, _| true).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a[0].tokens, c[0].tokens);
+    // top_k = 1 is greedy whatever the temperature.
+    let k1 = Sampling { temperature: 1.3, top_k: Some(1), top_p: None, seed: 3 };
+    let g = generate(&ck.model, &enc.batch, &opts(12, 1, Sampling::greedy()), &mut |_, _| true).unwrap();
+    let k = generate(&ck.model, &enc.batch, &opts(12, 1, k1), &mut |_, _| true).unwrap();
+    assert_eq!(g[0].tokens, k[0].tokens);
+}
+
+#[test]
+fn choose_follows_temperature_top_k_and_top_p() {
+    use rand::SeedableRng;
+    let logits = [2.0f32, 1.0, 0.5, -1.0, 3.0];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    // Greedy: argmax, log-prob from the plain log-softmax.
+    let (t, lp) = choose(&logits, &Sampling::greedy(), &[], &mut rng);
+    assert_eq!(t, 4);
+    let lse = logits.iter().map(|v| v.exp()).sum::<f32>().ln();
+    assert!((lp - (3.0 - lse)).abs() < 1e-6);
+    // Suppressed tokens are never chosen.
+    let (t, _) = choose(&logits, &Sampling::greedy(), &[4], &mut rng);
+    assert_eq!(t, 0);
+    // top_p = 0.5: probabilities are [.23,.08,.05,.01,.63] -> only token 4 is kept.
+    let s = Sampling { temperature: 1.0, top_k: None, top_p: Some(0.5), seed: 0 };
+    for _ in 0..50 {
+        assert_eq!(choose(&logits, &s, &[], &mut rng).0, 4);
+    }
+    // top_k = 2: only tokens 4 and 0 ever appear, in roughly a 0.63:0.23 ratio.
+    let s = Sampling { temperature: 1.0, top_k: Some(2), top_p: None, seed: 0 };
+    let mut counts = [0usize; 5];
+    for _ in 0..4000 {
+        counts[choose(&logits, &s, &[], &mut rng).0 as usize] += 1;
+    }
+    assert_eq!(counts[1] + counts[2] + counts[3], 0);
+    let ratio = counts[4] as f64 / counts[0] as f64;
+    assert!((ratio - 1.0f64.exp()).abs() < 0.3, "{counts:?}");
+    // The reported log-prob is under the temperature-scaled distribution.
+    let s = Sampling { temperature: 2.0, top_k: None, top_p: None, seed: 0 };
+    let (t, lp) = choose(&logits, &s, &[], &mut rng);
+    let lse2 = logits.iter().map(|v| (v / 2.0).exp()).sum::<f32>().ln();
+    assert!((lp - (logits[t as usize] / 2.0 - lse2)).abs() < 1e-5);
+}
+
+#[test]
+fn eos_and_max_new_tokens_stop_rows() {
+    let ck = ck();
+    let enc = encode(&ck, &["Which organ?", "What is the most likely diagnosis here?"]);
+    let free = generate(&ck.model, &enc.batch, &opts(10, 2, Sampling::greedy()), &mut |_, _| true).unwrap();
+    assert!(free.iter().all(|g| g.tokens.len() == 10 && !g.stopped));
+    // Declare row 0's third token an EOS id: row 0 stops there, row 1 goes on unchanged.
+    let eos = free[0].tokens[2];
+    let mut o = opts(10, 2, Sampling::greedy());
+    o.eos_token_ids = vec![eos];
+    let stopped = generate(&ck.model, &enc.batch, &o, &mut |_, _| true).unwrap();
+    let first_eos = free[0].tokens.iter().position(|&t| t == eos).unwrap();
+    assert_eq!(stopped[0].tokens, free[0].tokens[..=first_eos]);
+    assert!(stopped[0].stopped);
+    if !free[1].tokens.contains(&eos) {
+        assert_eq!(stopped[1].tokens, free[1].tokens);
+    }
+}
+
+#[test]
+fn vision_placeholders_are_never_sampled_when_suppressed() {
+    let ck = ck();
+    let enc = encode(&ck, &["What imaging modality is used?"]);
+    let mut o = opts(40, 1, Sampling { temperature: 5.0, top_k: None, top_p: None, seed: 1 });
+    o.suppress_token_ids = ck.config.vision_token_ids();
+    for seed in 0..5 {
+        o.sampling[0].seed = seed;
+        let g = generate(&ck.model, &enc.batch, &o, &mut |_, _| true).unwrap();
+        assert!(g[0].tokens.iter().all(|t| !ck.config.vision_token_ids().contains(t)));
+    }
+    let _ = Path::new("");
+}
