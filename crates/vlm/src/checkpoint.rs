@@ -118,7 +118,8 @@ impl Checkpoint {
             .unwrap_or(0);
         let weights = Weights::open(dir)?;
         let device = Device::Cpu;
-        let model = Qwen2Vl::load(&config, &CheckpointParams { weights: &weights, dtype, device })?;
+        let mut model = Qwen2Vl::load(&config, &CheckpointParams { weights: &weights, dtype, device })?;
+        model.prepare_for_inference()?;
         let processor = Processor {
             tokenizer,
             chat_template,

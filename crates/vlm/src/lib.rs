@@ -11,6 +11,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod fastmath;
+pub mod gemv;
 pub mod generate;
 pub mod image_processor;
 pub mod jpeg;

@@ -48,6 +48,29 @@ impl Qwen2Vl {
         Ok(Qwen2Vl { cfg: cfg.clone(), visual, text, params })
     }
 
+    /// Stores the vision tower's linear weights transposed ([in, out]) for faster gemm (10-16% per
+    /// matmul at the 2B shapes), one weight at a time (no second copy of the model). The decoder
+    /// keeps [out, in]: decoding streams each weight and the row-major dot-product form reaches
+    /// more memory bandwidth (30 vs 25 GB/s here); at the 2B shape transposing it gained 3% of
+    /// prefill and lost 10% of decode speed (measured). `params` keeps [out, in] views of the same memory, so
+    /// names, shapes and `dump::trainable_copy` are unchanged. Tracked (`Var`) weights are left alone.
+    pub fn prepare_for_inference(&mut self) -> Result<()> {
+        let index: std::collections::HashMap<String, usize> =
+            self.params.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+        let mut updates = Vec::new();
+        for lin in self.visual.linears_mut() {
+            if let Some(view) = lin.transpose_for_inference()? {
+                updates.push((lin.name.clone(), view));
+            }
+        }
+        for (name, view) in updates {
+            if let Some(&i) = index.get(&name) {
+                self.params[i].1 = view;
+            }
+        }
+        Ok(())
+    }
+
     pub fn dtype(&self) -> DType {
         self.text.dtype()
     }

@@ -21,8 +21,34 @@ fn needs_grad(ts: &[&Tensor]) -> bool {
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if needs_grad(&[x]) {
         candle_nn::ops::softmax(x, D::Minus1)
+    } else if x.dtype() == DType::F32 {
+        let row = x.dim(D::Minus1)?;
+        map_f32(x, |v| crate::fastmath::softmax_inplace(v, row))
     } else {
         candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+/// Applies an in-place float32 kernel to a copy of `x` (inference only: no gradient).
+fn map_f32(x: &Tensor, f: impl Fn(&mut [f32])) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let mut v: Vec<f32> = {
+        let (st, l) = x.storage_and_layout();
+        match &*st {
+            candle_core::Storage::Cpu(CpuStorage::F32(d)) => d[l.start_offset()..l.start_offset() + l.shape().elem_count()].to_vec(),
+            _ => x.flatten_all()?.to_vec1()?,
+        }
+    };
+    f(&mut v);
+    Tensor::from_vec(v, x.shape(), x.device())
+}
+
+/// SiLU (the decoder MLP's activation), fused when no gradient is needed.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if needs_grad(&[x]) || x.dtype() != DType::F32 {
+        x.silu()
+    } else {
+        map_f32(x, |v| crate::fastmath::x_sigmoid_inplace(v, 1.0))
     }
 }
 
@@ -89,10 +115,15 @@ pub fn apply_rotary(x: &Tensor, cos_half: &Tensor, sin_half: &Tensor) -> Result<
     }
 }
 
-/// quick_gelu (the Qwen2-VL vision MLP's activation): x * sigmoid(1.702 x), built from basic ops.
+/// quick_gelu (the Qwen2-VL vision MLP's activation): x * sigmoid(1.702 x). Built from basic ops
+/// when a gradient is needed; one fused pass otherwise.
 pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
-    let s = ((x * -1.702)?.exp()? + 1.0)?.recip()?;
-    x.mul(&s)
+    if needs_grad(&[x]) || x.dtype() != DType::F32 {
+        let s = ((x * -1.702)?.exp()? + 1.0)?.recip()?;
+        x.mul(&s)
+    } else {
+        map_f32(x, |v| crate::fastmath::x_sigmoid_inplace(v, 1.702))
+    }
 }
 
 /// A linear layer `x W^T + b` whose weight may be frozen.
@@ -101,15 +132,50 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
 /// weight would still get a weight-sized gradient computed and stored (a third more backward work,
 /// gigabytes at the 2B shape). When the input needs a gradient and the weight does not, the product
 /// goes through [`FrozenMatmul`], whose backward computes the input's gradient only.
+///
+/// For inference the weight can be stored transposed ([in, out], contiguous; see
+/// [`Linear::transpose_for_inference`]): gemm runs 10-16% faster on it (measured at the 2B shapes).
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// [out, in], or [in, out] when `transposed`.
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub transposed: bool,
+    /// The weight's checkpoint name (for keeping the model's parameter list in step).
+    pub name: String,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
+        Linear { weight, bias, transposed: false, name: String::new() }
+    }
+
+    pub fn named(weight: Tensor, bias: Option<Tensor>, name: String) -> Self {
+        Linear { weight, bias, transposed: false, name }
+    }
+
+    /// Stores an untracked weight as [in, out]; returns the new weight's [out, in] view so the
+    /// caller can keep its parameter list pointing at the same memory.
+    pub fn transpose_for_inference(&mut self) -> Result<Option<Tensor>> {
+        if self.transposed || self.weight.track_op() {
+            return Ok(None);
+        }
+        self.weight = self.weight.t()?.contiguous()?;
+        self.transposed = true;
+        Ok(Some(self.weight.t()?))
+    }
+
+    pub fn out_dim(&self) -> Result<usize> {
+        self.weight.dim(if self.transposed { 1 } else { 0 })
+    }
+
+    /// The weight as [in, out] (a view when stored as [out, in]).
+    fn w_in_out(&self) -> Result<Tensor> {
+        if self.transposed {
+            Ok(self.weight.clone())
+        } else {
+            self.weight.t()
+        }
     }
 }
 
@@ -120,23 +186,49 @@ impl Module for Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
         let y = if x2.track_op() && !self.weight.track_op() {
-            x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(FrozenMatmul { weight: self.weight.clone() })))?
+            let op = FrozenMatmul { weight: self.weight.clone(), transposed: self.transposed };
+            x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?
+        } else if x2.track_op() || self.weight.track_op() {
+            x2.matmul(&self.w_in_out()?)?
         } else {
-            x2.matmul(&self.weight.t()?)?
+            matmul_wt(&x2, &self.weight, self.transposed)?
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = dims;
-        *out.last_mut().unwrap() = self.weight.dim(0)?;
+        *out.last_mut().unwrap() = self.out_dim()?;
         y.reshape(out)
+    }
+}
+
+/// `x W^T` for an untracked 2-D `x` [m, k] and `W` [n, k] (or `W^T` [k, n] when `transposed`).
+/// A few rows of float32 (decoding) go through [`crate::gemv`], which streams the weight on every
+/// thread; the rest through gemm.
+fn matmul_wt(x: &Tensor, w: &Tensor, transposed: bool) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let n = w.dim(if transposed { 1 } else { 0 })?;
+    if m <= crate::gemv::MAX_ROWS && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous() {
+        let (st, l) = w.storage_and_layout();
+        if let candle_core::Storage::Cpu(CpuStorage::F32(wv)) = &*st {
+            let wv = &wv[l.start_offset()..l.start_offset() + n * k];
+            let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let y = if transposed { crate::gemv::gemv_t(wv, k, n, &xv, m) } else { crate::gemv::gemv(wv, n, k, &xv, m) };
+            return Tensor::from_vec(y, (m, n), x.device());
+        }
+    }
+    if transposed {
+        x.matmul(w)
+    } else {
+        x.matmul(&w.t()?)
     }
 }
 
 /// `x W^T` with a constant W: the backward pass returns only d/dx = grad W.
 struct FrozenMatmul {
     weight: Tensor,
+    transposed: bool,
 }
 
 impl CustomOp1 for FrozenMatmul {
@@ -156,7 +248,7 @@ impl CustomOp1 for FrozenMatmul {
             candle_core::bail!("frozen-matmul: the input must be contiguous");
         }
         let x = x.narrow(0, layout.start_offset(), layout.shape().elem_count())?.reshape(layout.shape())?;
-        let y = x.matmul(&self.weight.t()?)?.contiguous()?;
+        let y = matmul_wt(&x, &self.weight, self.transposed)?.contiguous()?;
         let shape = y.shape().clone();
         let (st, l) = y.storage_and_layout();
         match &*st {
@@ -167,7 +259,9 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad_res.matmul(&self.weight)?))
+        // d/dx (x W^T) = grad W.
+        let w_out_in = if self.transposed { self.weight.t()? } else { self.weight.clone() };
+        Ok(Some(grad_res.matmul(&w_out_in)?))
     }
 }
 

@@ -62,7 +62,7 @@ pub struct TextModel {
 fn lin(p: &Recorder, name: &str, o: usize, i: usize, bias: bool) -> Result<Linear> {
     let w = p.get(&format!("{name}.weight"), &[o, i])?;
     let b = if bias { Some(p.get(&format!("{name}.bias"), &[o])?) } else { None };
-    Ok(Linear::new(w, b))
+    Ok(Linear::named(w, b, format!("{name}.weight")))
 }
 
 impl TextModel {
@@ -96,6 +96,17 @@ impl TextModel {
             p.get("lm_head.weight", &[cfg.vocab_size, d])?
         };
         Ok(TextModel { embed_tokens, layers, norm, lm_head, cfg: cfg.clone() })
+    }
+
+    /// Every linear layer except the LM head (which shares its weight with the embedding).
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut v: Vec<&mut Linear> = Vec::new();
+        for l in &mut self.layers {
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            v.extend([&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj]);
+            v.extend([&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
+        }
+        v
     }
 
     pub fn dtype(&self) -> DType {
@@ -186,14 +197,14 @@ impl DecoderLayer {
         // key/value head are stacked along the query axis.
         let q = q.reshape((b, nkv, rep * l, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.to_dtype(DType::F32)?;
         let att = att.reshape((b, nkv, rep, l, t))?.broadcast_add(mask)?;
         let att = ops::softmax_last_dim(&att)?.to_dtype(dtype)?.reshape((b, nkv, rep * l, t))?;
         let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?;
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
         let m = &self.mlp;
-        let g = m.gate_proj.forward(&h)?.silu()?;
+        let g = ops::silu(&m.gate_proj.forward(&h)?)?;
         let u = m.up_proj.forward(&h)?;
         x + m.down_proj.forward(&(g * u)?)?
     }
