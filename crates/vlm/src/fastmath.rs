@@ -84,10 +84,32 @@ fn softmax_rows(data: &mut [f32], row: usize) {
 }
 with_avx2!(softmax_rows, softmax_rows_avx2, (data: &mut [f32], row: usize));
 
-/// Softmax over rows of length `row`, in place.
-pub fn softmax_inplace(data: &mut [f32], row: usize) {
-    let rows_per_task = (16384 / row.max(1)).max(1);
-    data.par_chunks_mut(rows_per_task * row).for_each(|c| dispatch(softmax_rows, softmax_rows_avx2, c, row));
+/// Elements per parallel task: big enough to amortise scheduling, small enough to stay in L2.
+const TASK: usize = 16384;
+
+/// Applies `kernel` to a copy of `src`, task by task: each chunk is copied and then transformed
+/// while it is still in cache, so the data crosses memory once. `align` keeps softmax rows whole.
+fn map_copy(src: &[f32], align: usize, kernel: &(dyn Fn(&mut [f32]) + Sync)) -> Vec<f32> {
+    let chunk = (TASK / align.max(1)).max(1) * align.max(1);
+    let mut out: Vec<f32> = Vec::with_capacity(src.len());
+    // SAFETY: every element is written by the copy below before anything reads it, and any bit
+    // pattern is a valid f32.
+    unsafe { out.set_len(src.len()) };
+    out.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(o, s)| {
+        o.copy_from_slice(s);
+        kernel(o);
+    });
+    out
+}
+
+/// Softmax over rows of length `row` of `src`, into a new buffer.
+pub fn softmax(src: &[f32], row: usize) -> Vec<f32> {
+    map_copy(src, row, &|c| dispatch(softmax_rows, softmax_rows_avx2, c, row))
+}
+
+/// x * sigmoid(alpha x) of `src`, into a new buffer: quick_gelu with alpha = 1.702, SiLU with 1.
+pub fn x_sigmoid(src: &[f32], alpha: f32) -> Vec<f32> {
+    map_copy(src, 1, &|c| dispatch(sigmoid_mul, sigmoid_mul_avx2, c, alpha))
 }
 
 #[inline(always)]
@@ -97,11 +119,6 @@ fn sigmoid_mul(data: &mut [f32], alpha: f32) {
     }
 }
 with_avx2!(sigmoid_mul, sigmoid_mul_avx2, (data: &mut [f32], alpha: f32));
-
-/// x * sigmoid(alpha x) in place: quick_gelu with alpha = 1.702, SiLU with alpha = 1.
-pub fn x_sigmoid_inplace(data: &mut [f32], alpha: f32) {
-    data.par_chunks_mut(16384).for_each(|c| dispatch(sigmoid_mul, sigmoid_mul_avx2, c, alpha));
-}
 
 #[cfg(test)]
 mod tests {
@@ -127,9 +144,8 @@ mod tests {
 
     #[test]
     fn softmax_and_activations_match_definitions() {
-        let mut v: Vec<f32> = (0..70).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.7).collect();
-        let orig = v.clone();
-        softmax_inplace(&mut v, 7);
+        let orig: Vec<f32> = (0..70).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.7).collect();
+        let v = softmax(&orig, 7);
         for (r, o) in v.chunks(7).zip(orig.chunks(7)) {
             let m = o.iter().cloned().fold(f32::MIN, f32::max);
             let z: f32 = o.iter().map(|x| (x - m).exp()).sum();
@@ -137,8 +153,7 @@ mod tests {
                 assert!((a - (x - m).exp() / z).abs() < 1e-6);
             }
         }
-        let mut g = orig.clone();
-        x_sigmoid_inplace(&mut g, 1.702);
+        let g = x_sigmoid(&orig, 1.702);
         for (a, x) in g.iter().zip(&orig) {
             assert!((a - x / (1.0 + (-1.702 * x).exp())).abs() < 1e-5);
         }

@@ -23,23 +23,22 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::softmax(x, D::Minus1)
     } else if x.dtype() == DType::F32 {
         let row = x.dim(D::Minus1)?;
-        map_f32(x, |v| crate::fastmath::softmax_inplace(v, row))
+        map_f32(x, |v| crate::fastmath::softmax(v, row))
     } else {
         candle_nn::ops::softmax_last_dim(x)
     }
 }
 
-/// Applies an in-place float32 kernel to a copy of `x` (inference only: no gradient).
-fn map_f32(x: &Tensor, f: impl Fn(&mut [f32])) -> Result<Tensor> {
+/// Applies a float32 kernel (input slice -> new buffer) to `x` (inference only: no gradient).
+fn map_f32(x: &Tensor, f: impl Fn(&[f32]) -> Vec<f32>) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let mut v: Vec<f32> = {
+    let v = {
         let (st, l) = x.storage_and_layout();
         match &*st {
-            candle_core::Storage::Cpu(CpuStorage::F32(d)) => d[l.start_offset()..l.start_offset() + l.shape().elem_count()].to_vec(),
-            _ => x.flatten_all()?.to_vec1()?,
+            candle_core::Storage::Cpu(CpuStorage::F32(d)) => f(&d[l.start_offset()..l.start_offset() + l.shape().elem_count()]),
+            _ => f(&x.flatten_all()?.to_vec1::<f32>()?),
         }
     };
-    f(&mut v);
     Tensor::from_vec(v, x.shape(), x.device())
 }
 
@@ -48,7 +47,7 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     if needs_grad(&[x]) || x.dtype() != DType::F32 {
         x.silu()
     } else {
-        map_f32(x, |v| crate::fastmath::x_sigmoid_inplace(v, 1.0))
+        map_f32(x, |v| crate::fastmath::x_sigmoid(v, 1.0))
     }
 }
 
@@ -122,7 +121,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
         let s = ((x * -1.702)?.exp()? + 1.0)?.recip()?;
         x.mul(&s)
     } else {
-        map_f32(x, |v| crate::fastmath::x_sigmoid_inplace(v, 1.702))
+        map_f32(x, |v| crate::fastmath::x_sigmoid(v, 1.702))
     }
 }
 
