@@ -137,6 +137,73 @@ unsafe fn axpy_block_avx2(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32]
     axpy_block_portable(wt, k0, k1, n, xs, k, m, j0, nb, acc)
 }
 
+/// `x W^T` with a bfloat16 weight `w` [n, k] and float32 rows `xs` [m, k]; returns [m, n] in
+/// float32. Weights are widened to float32 in registers (exact: bf16 is float32's top half), so
+/// decoding reads half the bytes of float32 weights.
+pub fn gemv_bf16(w: &[half::bf16], n: usize, k: usize, xs: &[f32], m: usize) -> Vec<f32> {
+    assert!(m >= 1 && m <= MAX_ROWS && w.len() == n * k && xs.len() == m * k);
+    let mut out_nm = vec![0f32; n * m];
+    const CHUNK: usize = 64;
+    out_nm.par_chunks_mut(CHUNK * m).enumerate().for_each(|(c, block)| {
+        let r0 = c * CHUNK;
+        for (i, o) in block.chunks_mut(m).enumerate() {
+            let row = &w[(r0 + i) * k..(r0 + i + 1) * k];
+            for (r, o) in o.iter_mut().enumerate() {
+                *o = dot_bf16(row, &xs[r * k..(r + 1) * k]);
+            }
+        }
+    });
+    if m == 1 {
+        return out_nm;
+    }
+    let mut out = vec![0f32; m * n];
+    for j in 0..n {
+        for r in 0..m {
+            out[r * n + j] = out_nm[j * m + r];
+        }
+    }
+    out
+}
+
+fn dot_bf16(row: &[half::bf16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { dot_bf16_avx2(row, x) };
+        }
+    }
+    row.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_bf16_avx2(row: &[half::bf16], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let k = row.len();
+    let full = k / 16 * 16;
+    let wp = row.as_ptr() as *const u16;
+    let xp = x.as_ptr();
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut t = 0;
+    while t < full {
+        let raw = _mm256_loadu_si256(wp.add(t) as *const __m256i);
+        // bf16 -> f32: zero-extend each 16-bit value and shift it into the high half.
+        let lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(raw)), 16));
+        let hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(raw, 1)), 16));
+        a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xp.add(t)), a0);
+        a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xp.add(t + 8)), a1);
+        t += 16;
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a0, a1));
+    let mut s: f32 = lanes.iter().sum();
+    for t in full..k {
+        s += row[t].to_f32() * x[t];
+    }
+    s
+}
+
 /// out[i] = <ws row i, x> for four consecutive weight rows `ws` [4, k] and one input row `x`.
 fn dot4(ws: &[f32], x: &[f32], k: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -254,6 +321,10 @@ mod tests {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|t| w[j * k + t] * xs[r * k + t]).sum();
                     assert!((y[r * n + j] - want).abs() < 1e-4, "m={m} r={r} j={j}");
+                    let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                    let yb = gemv_bf16(&wb, n, k, &xs, m);
+                    let want_b: f32 = (0..k).map(|t| wb[j * k + t].to_f32() * xs[r * k + t]).sum();
+                    assert!((yb[r * n + j] - want_b).abs() < 1e-4, "bf16 m={m} r={r} j={j}");
                     let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
                     let yt = gemv_t(&wt, k, n, &xs, m);
                     assert!((yt[r * n + j] - want).abs() < 1e-4, "transposed m={m} r={r} j={j}");

@@ -179,7 +179,9 @@ impl DecoderLayer {
         let v = a.v_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let dtype = q.dtype();
         // Rotary in float32, then back (as transformers with an autocast-free float32 table).
-        let q = ops::apply_rotary(&q.to_dtype(DType::F32)?.contiguous()?, cos, sin)?.to_dtype(dtype)?;
+        // q stays float32: attention runs in float32 whatever the weights' dtype (candle's CPU
+        // bf16 matmul is slow; PyTorch's bf16 kernels accumulate in float32 too).
+        let q = ops::apply_rotary(&q.to_dtype(DType::F32)?.contiguous()?, cos, sin)?;
         let k = ops::apply_rotary(&k.to_dtype(DType::F32)?.contiguous()?, cos, sin)?.to_dtype(dtype)?;
         let (k, v) = match cache {
             Some(slot) => {
@@ -197,10 +199,11 @@ impl DecoderLayer {
         // key/value head are stacked along the query axis.
         let q = q.reshape((b, nkv, rep * l, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.to_dtype(DType::F32)?;
+        let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+        let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
         let att = att.reshape((b, nkv, rep, l, t))?.broadcast_add(mask)?;
-        let att = ops::softmax_last_dim(&att)?.to_dtype(dtype)?.reshape((b, nkv, rep * l, t))?;
-        let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?;
+        let att = ops::softmax_last_dim(&att)?.reshape((b, nkv, rep * l, t))?;
+        let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?.to_dtype(dtype)?;
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
         let m = &self.mlp;

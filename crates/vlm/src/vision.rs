@@ -48,15 +48,16 @@ impl VisionBlock {
         let hd = e / self.num_heads;
         let h = self.norm1.forward(x)?;
         let qkv = self.qkv.forward(&h)?.reshape((n, 3, self.num_heads, hd))?;
-        // [N, heads, hd] -> [1, heads, N, hd] so the rotary helper sees [B, H, L, D].
+        // [N, heads, hd] -> [1, heads, N, hd] so the rotary helper sees [B, H, L, D]. Attention
+        // runs in float32 whatever the weights' dtype (candle's CPU bf16 matmul is slow, and
+        // float32 accumulation is what PyTorch's bf16 kernels do too).
         let rot = |t: Tensor| -> candle_core::Result<Tensor> {
-            let t = t.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
-            let t32 = t.to_dtype(DType::F32)?;
-            ops::apply_rotary(&t32, &cos.unsqueeze(0)?, &sin.unsqueeze(0)?)?.to_dtype(t.dtype())
+            let t32 = t.transpose(0, 1)?.unsqueeze(0)?.contiguous()?.to_dtype(DType::F32)?;
+            ops::apply_rotary(&t32, &cos.unsqueeze(0)?, &sin.unsqueeze(0)?)
         };
         let q = rot(qkv.narrow(1, 0, 1)?.squeeze(1)?)?;
         let k = rot(qkv.narrow(1, 1, 1)?.squeeze(1)?)?;
-        let v = qkv.narrow(1, 2, 1)?.squeeze(1)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+        let v = qkv.narrow(1, 2, 1)?.squeeze(1)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?.to_dtype(DType::F32)?;
         // Scale q (small) rather than the scores (large).
         let q = (q * (1.0 / (hd as f64).sqrt()))?;
         let mut outs = Vec::with_capacity(spans.len());
@@ -71,14 +72,14 @@ impl VisionBlock {
                 let ks = k.narrow(1, h0, g)?.narrow(2, s, len)?;
                 let vs = v.narrow(1, h0, g)?.narrow(2, s, len)?;
                 // gemm is twice as fast on a contiguous K^T than on a transposed view (k = 80).
-                let att = qs.matmul(&ks.t()?.contiguous()?)?.to_dtype(DType::F32)?;
-                let att = ops::softmax_last_dim(&att)?.to_dtype(vs.dtype())?;
+                let att = qs.matmul(&ks.t()?.contiguous()?)?;
+                let att = ops::softmax_last_dim(&att)?;
                 heads.push(att.matmul(&vs)?);
             }
             outs.push(Tensor::cat(&heads, 1)?);
         }
         let o = Tensor::cat(&outs, 2)?; // [1, heads, N, hd]
-        let o = o.squeeze(0)?.transpose(0, 1)?.reshape((n, e))?;
+        let o = o.squeeze(0)?.transpose(0, 1)?.reshape((n, e))?.to_dtype(x.dtype())?;
         let x = (x + self.proj.forward(&o)?)?;
         let h = self.norm2.forward(&x)?;
         let h = self.fc2.forward(&ops::quick_gelu(&self.fc1.forward(&h)?)?)?;
