@@ -35,6 +35,11 @@ pub fn gemv(w: &[f32], n: usize, k: usize, xs: &[f32], m: usize) -> Vec<f32> {
             dot_rows(row, xs, k, o);
         }
     });
+    to_row_major(out_nm, n, m)
+}
+
+/// [n, m] (how the kernels write, one contiguous block per task) -> [m, n].
+fn to_row_major(out_nm: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
     if m == 1 {
         return out_nm;
     }
@@ -153,16 +158,7 @@ pub fn gemv_bf16(w: &[half::bf16], n: usize, k: usize, xs: &[f32], m: usize) -> 
             }
         }
     });
-    if m == 1 {
-        return out_nm;
-    }
-    let mut out = vec![0f32; m * n];
-    for j in 0..n {
-        for r in 0..m {
-            out[r * n + j] = out_nm[j * m + r];
-        }
-    }
-    out
+    to_row_major(out_nm, n, m)
 }
 
 fn dot_bf16(row: &[half::bf16], x: &[f32]) -> f32 {

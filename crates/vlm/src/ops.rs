@@ -51,22 +51,18 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Qwen2RMSNorm: normalise in float32, cast back, then scale.
+/// Qwen2RMSNorm: normalise in float32, cast back, then scale. The fused kernel serves float32
+/// inference; everything else (gradients, or bf16 where transformers rounds before the scale)
+/// takes the composition.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
-    if needs_grad(&[x, weight]) {
-        let xf = x.to_dtype(DType::F32)?;
-        let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
-        normed.to_dtype(dtype)?.broadcast_mul(weight)
-    } else if dtype == DType::F32 {
-        candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)
-    } else {
-        // transformers rounds the normalised value to the input dtype before the scale.
-        let xf = x.to_dtype(DType::F32)?.contiguous()?;
-        let ones = Tensor::ones(weight.dims(), DType::F32, x.device())?;
-        candle_nn::ops::rms_norm(&xf, &ones, eps as f32)?.to_dtype(dtype)?.broadcast_mul(weight)
+    if !needs_grad(&[x, weight]) && dtype == DType::F32 {
+        return candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32);
     }
+    let xf = x.to_dtype(DType::F32)?;
+    let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(weight)
 }
 
 /// torch.nn.LayerNorm over the last dimension (computed in float32).

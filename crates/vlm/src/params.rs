@@ -106,4 +106,11 @@ impl<'a> Recorder<'a> {
     pub fn has(&self, name: &str) -> bool {
         self.inner.has(name)
     }
+
+    /// `{name}.weight` [out, in] and, when `bias`, `{name}.bias` [out] as a linear layer.
+    pub fn linear(&self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::ops::Linear> {
+        let w = self.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let b = if bias { Some(self.get(&format!("{name}.bias"), &[out_dim])?) } else { None };
+        Ok(crate::ops::Linear::named(w, b, format!("{name}.weight")))
+    }
 }

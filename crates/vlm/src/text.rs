@@ -59,12 +59,6 @@ pub struct TextModel {
     pub cfg: TextConfig,
 }
 
-fn lin(p: &Recorder, name: &str, o: usize, i: usize, bias: bool) -> Result<Linear> {
-    let w = p.get(&format!("{name}.weight"), &[o, i])?;
-    let b = if bias { Some(p.get(&format!("{name}.bias"), &[o])?) } else { None };
-    Ok(Linear::named(w, b, format!("{name}.weight")))
-}
-
 impl TextModel {
     pub fn load(p: &Recorder, cfg: &TextConfig) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
@@ -77,15 +71,15 @@ impl TextModel {
                 input_layernorm: p.get(&format!("{n}.input_layernorm.weight"), &[d])?,
                 post_attention_layernorm: p.get(&format!("{n}.post_attention_layernorm.weight"), &[d])?,
                 self_attn: Attention {
-                    q_proj: lin(p, &format!("{n}.self_attn.q_proj"), nh * hd, d, true)?,
-                    k_proj: lin(p, &format!("{n}.self_attn.k_proj"), nkv * hd, d, true)?,
-                    v_proj: lin(p, &format!("{n}.self_attn.v_proj"), nkv * hd, d, true)?,
-                    o_proj: lin(p, &format!("{n}.self_attn.o_proj"), d, nh * hd, false)?,
+                    q_proj: p.linear(&format!("{n}.self_attn.q_proj"), nh * hd, d, true)?,
+                    k_proj: p.linear(&format!("{n}.self_attn.k_proj"), nkv * hd, d, true)?,
+                    v_proj: p.linear(&format!("{n}.self_attn.v_proj"), nkv * hd, d, true)?,
+                    o_proj: p.linear(&format!("{n}.self_attn.o_proj"), d, nh * hd, false)?,
                 },
                 mlp: Mlp {
-                    gate_proj: lin(p, &format!("{n}.mlp.gate_proj"), cfg.intermediate_size, d, false)?,
-                    up_proj: lin(p, &format!("{n}.mlp.up_proj"), cfg.intermediate_size, d, false)?,
-                    down_proj: lin(p, &format!("{n}.mlp.down_proj"), d, cfg.intermediate_size, false)?,
+                    gate_proj: p.linear(&format!("{n}.mlp.gate_proj"), cfg.intermediate_size, d, false)?,
+                    up_proj: p.linear(&format!("{n}.mlp.up_proj"), cfg.intermediate_size, d, false)?,
+                    down_proj: p.linear(&format!("{n}.mlp.down_proj"), d, cfg.intermediate_size, false)?,
                 },
             });
         }
@@ -178,7 +172,7 @@ impl DecoderLayer {
         let k = a.k_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
         let v = a.v_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let dtype = q.dtype();
-        // Rotary in float32, then back (as transformers with an autocast-free float32 table).
+        // Rotary in float32 (transformers' table is float32). k goes back to the cache's dtype;
         // q stays float32: attention runs in float32 whatever the weights' dtype (candle's CPU
         // bf16 matmul is slow; PyTorch's bf16 kernels accumulate in float32 too).
         let q = ops::apply_rotary(&q.to_dtype(DType::F32)?.contiguous()?, cos, sin)?;

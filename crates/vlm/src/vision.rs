@@ -24,12 +24,6 @@ impl LayerNorm {
     }
 }
 
-fn linear(p: &Recorder, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
-    let w = p.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
-    let b = if bias { Some(p.get(&format!("{name}.bias"), &[out_dim])?) } else { None };
-    Ok(Linear::named(w, b, format!("{name}.weight")))
-}
-
 #[derive(Debug, Clone)]
 struct VisionBlock {
     norm1: LayerNorm,
@@ -111,10 +105,10 @@ impl VisionTower {
             blocks.push(VisionBlock {
                 norm1: LayerNorm::load(p, &format!("{b}.norm1"), e)?,
                 norm2: LayerNorm::load(p, &format!("{b}.norm2"), e)?,
-                qkv: linear(p, &format!("{b}.attn.qkv"), 3 * e, e, true)?,
-                proj: linear(p, &format!("{b}.attn.proj"), e, e, true)?,
-                fc1: linear(p, &format!("{b}.mlp.fc1"), cfg.mlp_hidden(), e, true)?,
-                fc2: linear(p, &format!("{b}.mlp.fc2"), e, cfg.mlp_hidden(), true)?,
+                qkv: p.linear(&format!("{b}.attn.qkv"), 3 * e, e, true)?,
+                proj: p.linear(&format!("{b}.attn.proj"), e, e, true)?,
+                fc1: p.linear(&format!("{b}.mlp.fc1"), cfg.mlp_hidden(), e, true)?,
+                fc2: p.linear(&format!("{b}.mlp.fc2"), e, cfg.mlp_hidden(), true)?,
                 num_heads: cfg.num_heads,
             });
         }
@@ -123,8 +117,8 @@ impl VisionTower {
             patch_embed,
             blocks,
             ln_q: LayerNorm::load(p, "visual.merger.ln_q", e)?,
-            mlp0: linear(p, "visual.merger.mlp.0", m, m, true)?,
-            mlp2: linear(p, "visual.merger.mlp.2", cfg.hidden_size, m, true)?,
+            mlp0: p.linear("visual.merger.mlp.0", m, m, true)?,
+            mlp2: p.linear("visual.merger.mlp.2", cfg.hidden_size, m, true)?,
             cfg: cfg.clone(),
         })
     }
