@@ -4,6 +4,8 @@ mod ask;
 mod bench;
 mod data;
 mod dump;
+mod eval;
+mod protocol;
 mod serve;
 mod train;
 
@@ -53,6 +55,12 @@ enum Command {
     BenchGrpo(train::BenchGrpoArgs),
     /// Draw training curves (reward, accuracy, KL, completion length) from a metrics.jsonl.
     Plot(train::PlotArgs),
+    /// Score a checkpoint or an OpenAI-compatible endpoint with Med-R1's protocol (resumable).
+    Eval(eval::EvalArgs),
+    /// Tables, cross-domain matrices, heatmaps and bar charts from `medr1 eval` folders.
+    Report(eval::ReportArgs),
+    /// A whole cross-modality or cross-task experiment: train on each domain, test on all, matrix.
+    Protocol(protocol::ProtocolArgs),
     /// Serve a checkpoint over an OpenAI-compatible chat-completions API.
     Serve(serve::ServeArgs),
     /// Run an oracle-format request and write what the model computes (for parity checks).
@@ -77,6 +85,9 @@ fn main() {
         Command::Data(a) => data::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Eval(a) => eval::eval(a),
+        Command::Report(a) => eval::report(a),
+        Command::Protocol(a) => protocol::run(a),
         Command::Train(a) => train::train(a),
         Command::Sft(a) => train::sft(a),
         Command::Demo(a) => train::demo(a),

@@ -82,7 +82,7 @@ fn bar(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
-fn load(a: &TrainArgs, base: TrainConfig) -> Result<TrainConfig> {
+pub fn load(a: &TrainArgs, base: TrainConfig) -> Result<TrainConfig> {
     let mut overrides = a.overrides.clone();
     for (k, v) in [("model", &a.model), ("data", &a.data), ("out", &a.out)] {
         if let Some(p) = v {

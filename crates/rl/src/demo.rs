@@ -5,7 +5,6 @@
 //! and evaluate on held-out questions before and after.
 
 use crate::config::TrainConfig;
-use crate::evaluate::{evaluate, EvalOptions, EvalSummary};
 use crate::loss::LossType;
 use crate::optim::Schedule;
 use crate::save::save_model;
@@ -15,6 +14,8 @@ use candle_core::{DType, Device};
 use data::phantoms::{self, PhantomConfig};
 use data::prompts::PromptVariant;
 use data::{split, Record};
+use eval::backend::local::Local;
+use eval::Summary;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,11 +87,13 @@ pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
     save_model(dir, dir, vlm::weights::NameLayout::Legacy, DType::F32, &tensors)
 }
 
-fn eval_opts(ck: &Checkpoint, prompt: PromptVariant) -> EvalOptions {
-    EvalOptions { variant: prompt, batch_size: 32, max_new_tokens: 16, resize: None, eos_token_ids: ck.generation.eos_token_ids.clone(), suppress_token_ids: ck.config.vision_token_ids() }
+/// Greedy held-out accuracy with Med-R1's answer rule (16 new tokens: a No-Think answer is ~8).
+fn held_out(ck: &Checkpoint, test: &[Record], prompt: PromptVariant) -> Summary {
+    let backend = Local { checkpoint: ck, name: "demo".into(), batch_size: 32, max_new_tokens: 16 };
+    Summary::from_predictions(&eval::run::evaluate(&backend, test, prompt, None))
 }
 
-fn summary_json(s: &EvalSummary) -> Value {
+fn summary_json(s: &Summary) -> Value {
     json!({
         "overall": s.overall.accuracy,
         "by_modality": s.by_modality.iter().map(|(k, v)| (k.clone(), json!(v.accuracy))).collect::<serde_json::Map<_, _>>(),
@@ -104,7 +107,7 @@ fn summary_json(s: &EvalSummary) -> Value {
 pub enum DemoEvent<'a> {
     Phase(&'a str),
     Step(&'a str, &'a Value),
-    Eval(&'a str, &'a EvalSummary),
+    Eval(&'a str, &'a Summary),
 }
 
 pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
@@ -146,7 +149,7 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
     }
     let warm = Checkpoint::open(&sft_dir, DType::F32)?;
     on(DemoEvent::Phase("evaluating the warm start"));
-    let (before, _) = evaluate(&warm.model, &warm.processor, &test, &eval_opts(&warm, o.prompt))?;
+    let before = held_out(&warm, &test, o.prompt);
     on(DemoEvent::Eval("warm start", &before));
     drop(warm);
 
@@ -178,7 +181,7 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
     }
     let trained = Checkpoint::open(&grpo_dir, DType::F32)?;
     on(DemoEvent::Phase("evaluating after GRPO"));
-    let (after, _) = evaluate(&trained.model, &trained.processor, &test, &eval_opts(&trained, o.prompt))?;
+    let after = held_out(&trained, &test, o.prompt);
     on(DemoEvent::Eval("after GRPO", &after));
     let summary = json!({
         "warm_start": summary_json(&before),

@@ -10,12 +10,12 @@
 pub mod advantages;
 pub mod config;
 pub mod demo;
-pub mod evaluate;
 pub mod grpo;
 pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod policy;
+pub mod protocol;
 pub mod rewards;
 pub mod rollout;
 pub mod save;

@@ -45,6 +45,26 @@ pub fn save_model(out: &Path, source: &Path, layout: NameLayout, dtype: DType, t
     Ok(())
 }
 
+/// Records the pixel budget the model was trained at in the saved `preprocessor_config.json`
+/// (as TRL's saved processor does), so evaluating or serving the checkpoint sees images the way
+/// training did. Both spellings are kept in step: `max_pixels` and `size.longest_edge`.
+pub fn set_max_pixels(dir: &Path, max_pixels: usize) -> Result<()> {
+    let f = dir.join("preprocessor_config.json");
+    let Ok(text) = std::fs::read_to_string(&f) else { return Ok(()) };
+    let mut v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", f.display()))?;
+    let min = v["min_pixels"].as_u64().or_else(|| v["size"]["shortest_edge"].as_u64()).unwrap_or(0) as usize;
+    let max_pixels = max_pixels.max(min);
+    if v["max_pixels"].as_u64() == Some(max_pixels as u64) {
+        return Ok(());
+    }
+    v["max_pixels"] = serde_json::json!(max_pixels);
+    if v["size"].get("longest_edge").is_some() {
+        v["size"]["longest_edge"] = serde_json::json!(max_pixels);
+    }
+    std::fs::write(&f, serde_json::to_string_pretty(&v)? + "\n")?;
+    Ok(())
+}
+
 /// Where training stands, saved as `trainer_state.json` beside the model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainerState {

@@ -3,13 +3,12 @@
 //! whose image cannot be read is reported and skipped; the stream position counts it, so a resumed
 //! run skips it at the same place.
 
-use anyhow::Result;
 use data::prompts::PromptVariant;
 use data::Record;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
+use eval::prompt::record_prompt;
 use vlm::prompt::{Processor, Prompt};
 
 /// The record order of `epoch`.
@@ -19,18 +18,6 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     rng.set_stream(epoch);
     idx.shuffle(&mut rng);
     idx
-}
-
-/// The prompt for a record: its image first, then the question and options in `variant`'s words.
-pub fn record_prompt(processor: &Processor, r: &Record, variant: PromptVariant, resize: Option<(u32, u32)>) -> Result<Prompt> {
-    let mut img = data::image::open(&r.image_path)?;
-    if let Some((w, h)) = resize {
-        // PIL's bicubic, as Med-R1's `image.resize((384, 384))`.
-        let data = vlm::resample::resize_bicubic(&img.data, img.width, img.height, 3, w as usize, h as usize);
-        img = vlm::image_processor::RgbImage { width: w as usize, height: h as usize, data };
-    }
-    let messages = json!([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": variant.for_record(r)}]}]);
-    Ok(processor.prompt_with_images(&messages, &[img])?)
 }
 
 /// Pulls the next `n` usable records from position `cursor` of the endless epoch-by-epoch stream.

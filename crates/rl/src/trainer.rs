@@ -94,6 +94,8 @@ struct Run {
     opt: AdamW,
     state: TrainerState,
     warmup: usize,
+    /// The pixel budget images were trained at, written into the saved preprocessor config.
+    max_pixels: usize,
 }
 
 impl Run {
@@ -114,7 +116,7 @@ impl Run {
             let _ = std::fs::remove_file(out.join("metrics.jsonl"));
         }
         let warmup = (cfg.warmup_ratio * total as f64).round() as usize;
-        Ok(Run { out, source: ck_dir, layout, dtype, policy, opt, state, warmup })
+        Ok(Run { out, source: ck_dir, layout, dtype, policy, opt, state, warmup, max_pixels: cfg.max_pixels })
     }
 
     fn lr(&self, cfg: &TrainConfig) -> f64 {
@@ -126,6 +128,7 @@ impl Run {
         let state = TrainerState { optimizer_updates: self.opt.step, ..self.state.clone() };
         let tensors = self.policy.tensors();
         save_model(&self.out, &self.source, self.layout, self.dtype, &tensors)?;
+        crate::save::set_max_pixels(&self.out, self.max_pixels)?;
         let master = (self.dtype != DType::F32).then_some(&tensors);
         save_state(&self.out, &state, &self.opt.state(), master)
     }

@@ -1,0 +1,151 @@
+//! `medr1 protocol`: a whole cross-modality or cross-task experiment, ending in its matrix.
+
+use crate::train::TrainArgs;
+use anyhow::{bail, Result};
+use clap::Args;
+use data::phantoms::{self, PhantomConfig};
+use data::prompts::PromptVariant;
+use data::{source, ReadOptions};
+use eval::report::Axis;
+use indicatif::{ProgressBar, ProgressStyle};
+use rl::config::TrainConfig;
+use rl::optim::Schedule;
+use rl::protocol::{run_protocol, ProtocolEvent, ProtocolOptions, Trainer};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ProtocolArgs {
+    /// What the experiment varies: modality (8x8 matrix) or question_type (5x5).
+    #[arg(long, default_value = "modality")]
+    pub axis: Axis,
+    /// How each domain's model is trained: grpo (Med-R1) or sft (the baseline).
+    #[arg(long, default_value = "grpo")]
+    pub trainer: String,
+    /// Train only these domains, comma-separated (e.g. `CT,MRI`); all by default.
+    #[arg(long)]
+    pub domains: Option<String>,
+    /// Test questions per test domain (all by default).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Questions answered together when testing.
+    #[arg(long, default_value_t = 16)]
+    pub eval_batch_size: usize,
+    /// Most tokens per test answer (Med-R1: 256).
+    #[arg(long, default_value_t = 256)]
+    pub eval_max_new_tokens: usize,
+    /// Seed of the 80/20 split (as `medr1 data split --seed`).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Training settings: --model, --data, --out (default runs/protocol), --config, --set as for
+    /// `medr1 train`. Without --model and --data: the bundled benchmark (phantoms, 10 per cell;
+    /// the tiny Qwen2-VL warm-started by 80 SFT updates on other phantoms, then trained 20
+    /// updates per domain unless --set says otherwise; 10 test questions per domain).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+pub fn run(mut a: ProtocolArgs) -> Result<()> {
+    let out = a.train.out.clone().unwrap_or_else(|| PathBuf::from("runs/protocol"));
+    let bundled = a.train.model.is_none() && a.train.data.is_none() && a.train.config.is_none();
+    let trainer = match a.trainer.as_str() {
+        "grpo" => Trainer::Grpo,
+        "sft" => Trainer::Sft,
+        t => bail!("--trainer must be grpo or sft, got `{t}`"),
+    };
+    let mut base = match trainer {
+        Trainer::Sft => TrainConfig { learning_rate: 2e-5, lr_scheduler: Schedule::Cosine, warmup_ratio: 0.1, ..TrainConfig::default() },
+        Trainer::Grpo => TrainConfig::default(),
+    };
+    if bundled {
+        eprintln!("== the bundled benchmark: phantoms and the tiny Qwen2-VL in {}", out.display());
+        let ph = out.join("phantoms");
+        phantoms::generate(&ph, &PhantomConfig { per_cell: 10, size: 112, seed: 0, fixed_options: true }, &|_, _| {})?;
+        let mut init = out.join("model-init");
+        if !init.join("model.safetensors").exists() {
+            rl::demo::make_tiny_checkpoint(&init, 0)?;
+        }
+        let small = TrainConfig { prompt: PromptVariant::NoThink, max_pixels: 12544, sample_every: 0, ..base };
+        // The stand-in for an instruction-tuned base model: 80 SFT updates on 160 questions drawn
+        // with another seed (other images than the experiment's), so every domain's training
+        // starts from a model that answers in the format.
+        let warm = out.join("warm-start");
+        if !warm.join("model.safetensors").exists() {
+            eprintln!("== SFT warm start of the tiny model (80 updates on 160 questions of seed 1)");
+            let slice: Vec<data::Record> = phantoms::generate(&out.join("warm-start-phantoms"), &PhantomConfig { per_cell: 4, size: 112, seed: 1, fixed_options: true }, &|_, _| {})?;
+            let cfg = TrainConfig { model: init.clone(), out: warm.clone(), learning_rate: 2e-3, lr_scheduler: Schedule::Cosine, warmup_ratio: 0.1, prompts_per_step: 16, max_steps: 80, ..small.clone() };
+            rl::trainer::train_sft(vlm::Checkpoint::open(&init, candle_core::DType::F32)?, &slice, &cfg, false, &mut |_| true)?;
+        }
+        init = warm;
+        base = match trainer {
+            Trainer::Sft => TrainConfig { learning_rate: 1e-3, prompts_per_step: 16, max_steps: 20, ..small },
+            Trainer::Grpo => TrainConfig { learning_rate: 1e-4, lr_scheduler: Schedule::Constant, prompts_per_step: 2, num_generations: 8, max_completion_length: 12, beta: 0.0, max_steps: 20, ..small },
+        };
+        a.train.model = Some(init);
+        a.train.data = Some(ph);
+        if a.eval_max_new_tokens == 256 {
+            a.eval_max_new_tokens = 16;
+        }
+        a.test_limit = a.test_limit.or(Some(10));
+    }
+    a.train.out = Some(out.clone());
+    let cfg = crate::train::load(&a.train, base)?;
+    if a.train.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    if cfg.model.as_os_str().is_empty() || cfg.data.as_os_str().is_empty() {
+        bail!("give --model and --data (or neither, for the bundled benchmark)");
+    }
+    let ds = source::load(&cfg.data, &ReadOptions { image_root: cfg.images.clone(), check_images: true })?;
+    for p in &ds.problems {
+        eprintln!("skipped: {p}");
+    }
+    eprintln!("{} records ({} skipped) from {}", ds.records.len(), ds.problems.len(), cfg.data.display());
+    let o = ProtocolOptions {
+        axis: a.axis,
+        trainer,
+        train: cfg,
+        out: out.clone(),
+        split_seed: a.split_seed,
+        domains: a.domains.as_deref().map(|d| d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+        test_limit: a.test_limit,
+        eval_batch_size: a.eval_batch_size,
+        eval_max_new_tokens: a.eval_max_new_tokens,
+    };
+    let mut pb: Option<ProgressBar> = None;
+    let style = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap();
+    let files = run_protocol(&ds.records, &o, &mut |e| match e {
+        ProtocolEvent::Train(d, n) => {
+            if let Some(b) = pb.take() {
+                b.finish_and_clear();
+            }
+            eprintln!("== {d}: training on {n} questions");
+        }
+        ProtocolEvent::Step(v) => {
+            let b = pb.get_or_insert_with(|| ProgressBar::new(v["total_steps"].as_u64().unwrap_or(0)).with_style(style.clone()));
+            b.set_position(v["step"].as_u64().unwrap_or(0));
+            b.set_message(match v.get("reward").and_then(|r| r.as_f64()) {
+                Some(r) => format!("train reward {r:.2}"),
+                None => format!("train loss {:.3}", v["loss"].as_f64().unwrap_or(0.0)),
+            });
+        }
+        ProtocolEvent::Eval(_, p) => {
+            let b = pb.get_or_insert_with(|| ProgressBar::new(p.total as u64).with_style(style.clone()));
+            b.set_length(p.total as u64);
+            b.set_position(p.done as u64);
+            b.set_message(format!("test accuracy {:.1}%", if p.scored == 0 { 0.0 } else { 100.0 * p.correct as f64 / p.scored as f64 }));
+        }
+        ProtocolEvent::Row(d, s) => {
+            if let Some(b) = pb.take() {
+                b.finish_and_clear();
+            }
+            let axis = s.by_axis(o.axis);
+            let cells: Vec<String> = axis.iter().map(|(k, v)| format!("{} {:.0}", eval::report::short_name(k), v.accuracy)).collect();
+            eprintln!("   trained on {d}: {}", cells.join(", "));
+        }
+    })?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}

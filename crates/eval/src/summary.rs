@@ -1,0 +1,109 @@
+//! `summary.json`: accuracy (percent) overall and per modality, question type and data set, under
+//! Med-R1's rule and, separately, the lenient reading — all computed from the predictions alone,
+//! so a resumed run and a straight run give the same summary.
+
+use crate::prediction::Prediction;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Percent.
+    pub accuracy: f64,
+    pub n: usize,
+    pub correct: usize,
+}
+
+impl Accuracy {
+    pub fn add(&mut self, ok: bool) {
+        self.n += 1;
+        self.correct += ok as usize;
+        self.accuracy = 100.0 * self.correct as f64 / self.n as f64;
+    }
+
+    /// Merges counts (for a matrix row assembled from several runs).
+    pub fn merge(&mut self, o: &Accuracy) {
+        self.n += o.n;
+        self.correct += o.correct;
+        self.accuracy = if self.n == 0 { 0.0 } else { 100.0 * self.correct as f64 / self.n as f64 };
+    }
+}
+
+/// Accuracy overall and broken down three ways.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub overall: Accuracy,
+    pub by_modality: BTreeMap<String, Accuracy>,
+    pub by_question_type: BTreeMap<String, Accuracy>,
+    pub by_dataset: BTreeMap<String, Accuracy>,
+}
+
+impl Breakdown {
+    fn add(&mut self, p: &Prediction, ok: bool) {
+        self.overall.add(ok);
+        self.by_modality.entry(p.modality.clone()).or_default().add(ok);
+        self.by_question_type.entry(p.question_type.clone()).or_default().add(ok);
+        self.by_dataset.entry(p.dataset.clone()).or_default().add(ok);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub overall: Accuracy,
+    pub by_modality: BTreeMap<String, Accuracy>,
+    pub by_question_type: BTreeMap<String, Accuracy>,
+    pub by_dataset: BTreeMap<String, Accuracy>,
+    /// Outputs Med-R1's rule could read an answer word from, percent of scored records.
+    pub format_rate: f64,
+    /// The same breakdown under the lenient reading.
+    pub lenient: Breakdown,
+    /// Records that could not be scored (left out of every accuracy; see predictions.jsonl).
+    pub failed: usize,
+    /// Completion tokens generated.
+    pub tokens: usize,
+    /// Wall time spent on the scored records, summed over resumed sessions.
+    pub seconds: f64,
+    /// What was evaluated: model (or endpoint model), data, prompt variant, training domain.
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub data: String,
+    #[serde(default)]
+    pub prompt: String,
+    /// The domain the model was trained on, when the run is one cell row of a protocol matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_domain: Option<String>,
+}
+
+impl Summary {
+    pub fn from_predictions(preds: &[Prediction]) -> Summary {
+        let mut strict = Breakdown::default();
+        let mut s = Summary::default();
+        let mut formatted = 0;
+        for p in preds {
+            if p.error.is_some() {
+                s.failed += 1;
+                continue;
+            }
+            strict.add(p, p.correct);
+            s.lenient.add(p, p.lenient_correct);
+            formatted += p.extracted.is_some() as usize;
+            s.tokens += p.completion_tokens;
+            s.seconds += p.seconds;
+        }
+        s.overall = strict.overall;
+        s.by_modality = strict.by_modality;
+        s.by_question_type = strict.by_question_type;
+        s.by_dataset = strict.by_dataset;
+        s.format_rate = if s.overall.n == 0 { 0.0 } else { 100.0 * formatted as f64 / s.overall.n as f64 };
+        s
+    }
+
+    /// The breakdown along `axis` ("modality" or "question_type").
+    pub fn by_axis(&self, axis: crate::report::Axis) -> &BTreeMap<String, Accuracy> {
+        match axis {
+            crate::report::Axis::Modality => &self.by_modality,
+            crate::report::Axis::QuestionType => &self.by_question_type,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `medr1 report` on hand-made eval folders: the tables, the pooled cross-domain matrix, the
+//! No-Think minus Think difference, and figures whose cells carry the right colours and values.
+
+use eval::report::{self, heatmap, matrix, Axis, ReportOptions};
+use eval::{Accuracy, Summary};
+use std::path::Path;
+
+fn acc(correct: usize, n: usize) -> Accuracy {
+    Accuracy { accuracy: 100.0 * correct as f64 / n as f64, n, correct }
+}
+
+/// An eval folder whose model was tested on CT and MRI questions.
+fn eval_dir(root: &Path, name: &str, prompt: &str, domain: Option<&str>, ct: (usize, usize), mri: (usize, usize)) -> String {
+    let mut s = Summary { prompt: prompt.into(), model: format!("model-{name}"), train_domain: domain.map(String::from), ..Summary::default() };
+    s.by_modality.insert("CT".into(), acc(ct.0, ct.1));
+    s.by_modality.insert("MRI".into(), acc(mri.0, mri.1));
+    s.overall = acc(ct.0 + mri.0, ct.1 + mri.1);
+    s.by_question_type.insert("Modality Recognition".into(), s.overall.clone());
+    s.lenient.overall = s.overall.clone();
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn matrices_tables_and_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    let specs = vec![
+        eval_dir(r, "think-ct", "think", Some("CT"), (8, 10), (2, 10)),
+        eval_dir(r, "think-mri", "think", Some("MRI"), (3, 10), (9, 10)),
+        // Two runs for the same training domain pool their counts: (6 + 2) / (10 + 10) = 40%.
+        eval_dir(r, "nothink-ct-a", "nothink", Some("CT"), (10, 10), (6, 10)),
+        eval_dir(r, "nothink-ct-b", "nothink", None, (0, 10), (2, 10)),
+        eval_dir(r, "nothink-mri", "nothink", Some("MRI"), (5, 10), (10, 10)),
+    ];
+    // The folder without a training domain gets one on the command line.
+    let mut specs: Vec<String> = specs;
+    specs[3] = format!("CT={}", specs[3]);
+    let runs: Vec<_> = specs.iter().map(|s| report::load_run(s).unwrap()).collect();
+    assert_eq!(runs[3].train_domain.as_deref(), Some("CT"));
+    assert_eq!(runs[3].label, "nothink-ct-b");
+
+    let think = matrix::cross_domain(&runs, Axis::Modality, "think").unwrap();
+    assert_eq!(think.rows, ["CT", "MRI"]);
+    assert_eq!(think.cols, ["CT", "MRI"]);
+    assert_eq!(think.cells, vec![vec![Some(80.0), Some(20.0)], vec![Some(30.0), Some(90.0)]]);
+    let nothink = matrix::cross_domain(&runs, Axis::Modality, "nothink").unwrap();
+    assert_eq!(nothink.cells, vec![vec![Some(50.0), Some(40.0)], vec![Some(50.0), Some(100.0)]]);
+
+    let out = r.join("report");
+    let files = report::write_report(&runs, &ReportOptions { out: out.clone(), axis: None, diff: None }).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for want in ["report.md", "runs.csv", "by_modality.csv", "by_question_type.csv", "by_modality.png", "by_modality.svg", "matrix_think.csv", "matrix_think.png", "matrix_think.svg", "matrix_nothink.png", "diff_nothink_minus_think.csv", "diff_nothink_minus_think.png", "diff_nothink_minus_think.svg"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("diff_nothink_minus_think.csv")).unwrap(), "train_domain,CT,MRI\nCT,-30.00,20.00\nMRI,20.00,10.00\n");
+    assert_eq!(std::fs::read_to_string(out.join("by_modality.csv")).unwrap().lines().nth(1).unwrap(), "think-ct,80.00,20.00,50.00");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| trained on \\ tested on | CT | MRI |\n|---|---:|---:|\n| CT | 80.0 | 20.0 |\n| MRI | 30.0 | 90.0 |"), "{md}");
+    assert!(md.contains("| CT | -30.0 | +20.0 |"), "{md}");
+    assert!(md.contains("| think-ct | model-think-ct | think | CT | 20 | 50.0 |"), "{md}");
+
+    // The heatmap's cells: colour from the value, the value written in the cell.
+    let svg = std::fs::read_to_string(out.join("matrix_think.svg")).unwrap();
+    for v in ["80.0", "20.0", "30.0", "90.0"] {
+        assert!(svg.contains(&format!(">{v}</text>")), "{v} not written in the SVG");
+    }
+    let png = image::open(out.join("matrix_think.png")).unwrap().to_rgb8();
+    let l = heatmap::layout(&think);
+    assert_eq!((png.width(), png.height()), ((l.width * 2.0).ceil() as u32, (l.height * 2.0).ceil() as u32));
+    // A 90% cell is darker than a 20% one: sample each cell's corner, away from its text.
+    let dark = |p: image::Rgb<u8>| p.0.iter().map(|&c| c as u32).sum::<u32>();
+    let corner = |row: usize, col: usize| {
+        let (x, y) = l.cell_origin(row, col);
+        *png.get_pixel((x * 2.0) as u32 + 6, (y * 2.0) as u32 + 6)
+    };
+    assert!(dark(corner(1, 1)) < dark(corner(0, 0)) && dark(corner(0, 0)) < dark(corner(0, 1)));
+    let diff = image::open(out.join("diff_nothink_minus_think.png")).unwrap().to_rgb8();
+    let (x, y) = l.cell_origin(0, 0);
+    let loss = diff.get_pixel((x * 2.0) as u32 + 6, (y * 2.0) as u32 + 6).0;
+    assert!(loss[0] > loss[2], "a loss is drawn red: {loss:?}");
+
+    // An explicit difference that has no matrix is an error naming what exists.
+    let err = report::write_report(&runs, &ReportOptions { out: r.join("r2"), axis: None, diff: Some(("thinkafter".into(), "think".into())) }).unwrap_err().to_string();
+    assert!(err.contains("have: nothink, think"), "{err}");
+    // Not an eval folder: the error names the file.
+    let err = report::load_run(&r.join("nope").display().to_string()).err().unwrap().to_string();
+    assert!(err.contains("nope/summary.json"), "{err}");
+}
