@@ -148,7 +148,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let acc = if p.scored == 0 { 0.0 } else { 100.0 * p.correct as f64 / p.scored as f64 };
         pb.set_message(format!("accuracy {acc:.1}%{}", if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() }));
         if p.resumed > 0 && p.done == p.resumed {
-            pb.println(format!("resuming: {} records already answered in {}", p.resumed, a.out.display()));
+            // Said on stderr even when no bar is drawn (not a terminal), so logs show it.
+            pb.suspend(|| eprintln!("resuming: {} records already answered in {}", p.resumed, a.out.display()));
         }
     };
     let o = RunOptions { variant: a.prompt, out: a.out.clone(), resize: a.resize, limit: a.limit, data: a.data.display().to_string(), train_domain: a.train_domain.clone() };
