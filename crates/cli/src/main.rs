@@ -2,6 +2,7 @@
 
 mod ask;
 mod bench;
+mod bench_grpo_shape;
 mod data;
 mod dump;
 mod eval;
@@ -53,6 +54,8 @@ enum Command {
     Demo(train::DemoArgs),
     /// Time GRPO updates (rollout / scoring / forward-backward / optimizer) on the tiny model.
     BenchGrpo(train::BenchGrpoArgs),
+    /// Fold a LoRA adapter into its base checkpoint (a full checkpoint transformers loads).
+    Merge(train::MergeArgs),
     /// Draw training curves (reward, accuracy, KL, completion length) from a metrics.jsonl.
     Plot(train::PlotArgs),
     /// Score a checkpoint or an OpenAI-compatible endpoint with Med-R1's protocol (resumable).
@@ -92,6 +95,7 @@ fn main() {
         Command::Sft(a) => train::sft(a),
         Command::Demo(a) => train::demo(a),
         Command::Plot(a) => train::plot(a),
+        Command::Merge(a) => train::merge(a),
         Command::BenchGrpo(a) => train::bench_grpo(a),
         Command::Bench(a) => bench::run(a),
     };

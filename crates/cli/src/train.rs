@@ -246,11 +246,39 @@ pub struct BenchGrpoArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// `2b`: instead, one GRPO step at Qwen2-VL-2B's shape with random weights (one prompt with a
+    /// 392x392 image, G = --num-generations completions of --max-completion-length tokens),
+    /// reporting peak memory and the time split. Use with --lora-r (full fine-tuning does not fit).
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// LoRA rank for --shape (0 = full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    pub lora_r: usize,
+    /// Frozen base storage for --shape with LoRA: f32 or bf16.
+    #[arg(long, default_value = "bf16")]
+    pub lora_base_dtype: String,
+    /// KL coefficient for --shape (Med-R1: 0.04; needs the reference forward).
+    #[arg(long, default_value_t = 0.04)]
+    pub beta: f64,
 }
 
 /// Times GRPO updates on phantom questions: rollout, scoring (reference log-probs), the policy's
 /// forward + backward, and the optimizer.
 pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
+    if let Some(shape) = &a.shape {
+        let lora = (a.lora_r > 0).then(|| rl::lora::LoraSettings {
+            r: a.lora_r,
+            alpha: 2.0 * a.lora_r as f64,
+            dropout: 0.0,
+            target_modules: TrainConfig::default().lora_target_modules,
+            vision: false,
+            base_bf16: a.lora_base_dtype == "bf16",
+        });
+        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta };
+        let v = crate::bench_grpo_shape::run(&b)?;
+        println!("{}", if a.json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
+        return Ok(());
+    }
     let dir = std::env::temp_dir().join(format!("medr1-bench-grpo-{}", std::process::id()));
     let records = data::phantoms::generate(&dir.join("phantoms"), &data::phantoms::PhantomConfig { per_cell: 4, size: 112, seed: 0, fixed_options: false }, &|_, _| {})?;
     let cfg = TrainConfig {
@@ -288,5 +316,25 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
         println!("GRPO update, mean of {} (after the first): {:.3} s = rollout {:.3} s + reference scoring {:.3} s + forward/backward {:.3} s + optimizer {:.3} s (+ data and rewards)",
             rest.len(), avg("step_seconds"), avg("rollout_seconds"), avg("scoring_seconds"), avg("forward_backward_seconds"), avg("optimizer_seconds"));
     }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The base checkpoint the adapter was trained on.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as `medr1 train`
+    /// with `lora_r` > 0 or PEFT writes).
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Where to write the merged full checkpoint (the base's layout and storage dtype).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn merge(a: MergeArgs) -> Result<()> {
+    let n = rl::lora::merge_checkpoint(&a.model, &a.adapter, &a.out)?;
+    println!("merged {n} adapted layers into {}", a.out.display());
     Ok(())
 }

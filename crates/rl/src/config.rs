@@ -70,6 +70,20 @@ pub struct TrainConfig {
     pub max_steps: usize,
     pub freeze_vision: bool,
 
+    // LoRA (off when lora_r = 0): the base stays frozen and shared with the reference model
+    // (the adapter disabled); checkpoints are PEFT adapter folders (`medr1 merge` folds them in).
+    pub lora_r: usize,
+    pub lora_alpha: f64,
+    /// Only 0 for now.
+    pub lora_dropout: f64,
+    /// Layer names that get adapters (PEFT's `target_modules`).
+    pub lora_target_modules: Vec<String>,
+    /// Adapt the vision tower's matching layers too.
+    pub lora_vision: bool,
+    /// Storage of the frozen base's linear weights under LoRA: "f32" (reference) or "bf16"
+    /// (half the memory; widened one layer at a time, activations and adapters stay float32).
+    pub lora_base_dtype: String,
+
     // Images.
     /// Upper bound of the image processor's pixel budget (Med-R1: 401408).
     pub max_pixels: usize,
@@ -119,6 +133,12 @@ impl Default for TrainConfig {
             epochs: 2,
             max_steps: 0,
             freeze_vision: false,
+            lora_r: 0,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            lora_target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
+            lora_vision: false,
+            lora_base_dtype: "f32".into(),
             max_pixels: 401_408,
             image_resize: vec![],
             seed: 42,
@@ -129,6 +149,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The LoRA settings when LoRA is on.
+    pub fn lora(&self) -> Option<crate::lora::LoraSettings> {
+        (self.lora_r > 0).then(|| crate::lora::LoraSettings { r: self.lora_r, alpha: self.lora_alpha, dropout: self.lora_dropout, target_modules: self.lora_target_modules.clone(), vision: self.lora_vision, base_bf16: self.lora_base_dtype == "bf16" })
+    }
+
     /// Reads an optional TOML file, then applies `key=value` overrides (values are TOML; a bare
     /// word is taken as a string).
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<TrainConfig> {

@@ -11,6 +11,7 @@ pub mod advantages;
 pub mod config;
 pub mod demo;
 pub mod grpo;
+pub mod lora;
 pub mod loss;
 pub mod optim;
 pub mod plot;

@@ -18,6 +18,8 @@ pub struct Policy {
     pub frozen: HashMap<String, Tensor>,
     /// The model built on the parameters above (its forward tracks gradients).
     pub model: Qwen2Vl,
+    /// LoRA: `vars` are the adapters, `frozen` the whole base model.
+    pub lora: Option<crate::lora::LoraSettings>,
 }
 
 impl Policy {
@@ -42,12 +44,58 @@ impl Policy {
             }
         }
         let model = Qwen2Vl::load(&start.cfg, &MapParams(&map))?;
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model })
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None })
+    }
+
+    /// LoRA on `start`: its weights stay frozen and are shared, not copied (float32 ones are used
+    /// as they are), and only the adapters are trainable.
+    /// With `base_bf16` the linear layers' weights are kept in bfloat16 (shared when the start
+    /// model already holds them so) and everything else in float32.
+    pub fn new_lora(start: &Qwen2Vl, s: &crate::lora::LoraSettings, seed: u64) -> Result<Policy> {
+        let mut linear_weights = std::collections::HashSet::new();
+        let mut probe = Qwen2Vl::load(&start.cfg, &MapParams(&start.params.iter().cloned().collect()))?;
+        for lin in probe.linears_mut() {
+            linear_weights.insert(lin.name.clone());
+        }
+        drop(probe);
+        let mut frozen = HashMap::new();
+        for (name, t) in &start.params {
+            let dt = if s.base_bf16 && linear_weights.contains(name) { DType::BF16 } else { DType::F32 };
+            frozen.insert(name.clone(), t.to_dtype(dt)?);
+        }
+        let mut model = Qwen2Vl::load(&start.cfg, &MapParams(&frozen))?;
+        let mut vars = Vec::new();
+        let mut tensors = HashMap::new();
+        for (module, a, b) in crate::lora::init(&mut model, s, seed)? {
+            let (na, nb) = crate::lora::names(&module);
+            for (n, t) in [(na, a), (nb, b)] {
+                let v = Var::from_tensor(&t)?;
+                tensors.insert(n.clone(), v.as_tensor().clone());
+                vars.push((n, v));
+            }
+        }
+        vlm::lora::attach(model.linears_mut(), &crate::lora::adapters(&tensors, s)?);
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()) })
+    }
+
+    /// LoRA's reference model: the shared frozen base, the adapters disabled (nothing copied).
+    pub fn base_model(&self) -> Result<Qwen2Vl> {
+        Ok(Qwen2Vl::load(&self.cfg, &MapParams(&self.frozen))?)
+    }
+
+    /// The trainable tensors by name (detached views of the live values).
+    pub fn var_tensors(&self) -> HashMap<String, Tensor> {
+        self.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect()
     }
 
     /// All parameters by canonical name: views of the live values (updates show through; copy
     /// them to keep a snapshot).
     pub fn tensors(&self) -> HashMap<String, Tensor> {
+        if let Some(s) = &self.lora {
+            // The full model the adapters stand for.
+            let base: std::collections::BTreeMap<String, Tensor> = self.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            return crate::lora::merge(&base, &self.var_tensors(), s).map(|m| m.into_iter().collect()).unwrap_or_default();
+        }
         let mut out = self.frozen.clone();
         for (n, v) in &self.vars {
             out.insert(n.clone(), v.as_tensor().detach());
@@ -57,6 +105,13 @@ impl Policy {
 
     /// A gradient-free model on the current weights, prepared for fast generation.
     pub fn inference_model(&self) -> Result<Qwen2Vl> {
+        if let Some(s) = &self.lora {
+            // The shared base with the adapters' current values attached (nothing merged or copied).
+            // Not prepared for inference: that would store transposed copies of the base.
+            let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.frozen))?;
+            vlm::lora::attach(m.linears_mut(), &crate::lora::adapters(&self.var_tensors(), s)?);
+            return Ok(m);
+        }
         let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.tensors()))?;
         m.prepare_for_inference()?;
         Ok(m)

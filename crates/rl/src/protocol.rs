@@ -104,7 +104,15 @@ pub fn run_protocol(records: &[Record], o: &ProtocolOptions, on: &mut dyn FnMut(
                 };
             }
         }
-        let ck = Checkpoint::open(&train_dir, DType::F32)?;
+        // A LoRA run saves an adapter: test the base with it folded in.
+        let model_dir = if cfg.lora().is_some() {
+            let merged = train_dir.join("merged");
+            crate::lora::merge_checkpoint(&o.train.model, &train_dir, &merged)?;
+            merged
+        } else {
+            train_dir.clone()
+        };
+        let ck = Checkpoint::open(&model_dir, DType::F32)?;
         let backend = Local { checkpoint: &ck, name: train_dir.display().to_string(), batch_size: o.eval_batch_size, max_new_tokens: o.eval_max_new_tokens };
         let eval_dir = o.out.join("eval").join(folder_name(&domain));
         let resize = match cfg.image_resize.as_slice() {

@@ -23,17 +23,26 @@ const SIDE_FILES: [&str; 9] = [
     "merges.txt",
 ];
 
-pub fn save_model(out: &Path, source: &Path, layout: NameLayout, dtype: DType, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+/// Copies the starting checkpoint's tokenizer, template, processor and generation files (and
+/// `config.json` when `with_config`) into `out`.
+pub fn copy_side_files(out: &Path, source: &Path, with_config: bool) -> Result<()> {
     // Saving into the source folder itself: its side files are already there (copying a file
     // onto itself would truncate it).
-    let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(source).ok();
-    for f in SIDE_FILES.iter().filter(|_| !same) {
+    if std::fs::canonicalize(out).ok() == std::fs::canonicalize(source).ok() {
+        return Ok(());
+    }
+    for f in SIDE_FILES.iter().filter(|f| with_config || **f != "config.json") {
         let src = source.join(f);
         if src.is_file() {
             std::fs::copy(&src, out.join(f)).with_context(|| format!("cannot copy {}", src.display()))?;
         }
     }
+    Ok(())
+}
+
+pub fn save_model(out: &Path, source: &Path, layout: NameLayout, dtype: DType, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    copy_side_files(out, source, true)?;
     let mut stored = HashMap::new();
     for (name, t) in tensors {
         stored.insert(layout.stored_name(name), t.to_dtype(dtype)?.contiguous()?);

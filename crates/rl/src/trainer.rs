@@ -105,7 +105,10 @@ impl Run {
         let (ck_dir, layout, dtype) = origin;
         let out = cfg.out.clone();
         std::fs::create_dir_all(&out)?;
-        let mut policy = Policy::new(start, cfg.freeze_vision)?;
+        let mut policy = match cfg.lora() {
+            Some(l) => Policy::new_lora(start, &l, cfg.seed)?,
+            None => Policy::new(start, cfg.freeze_vision)?,
+        };
         let opt_cfg = AdamWConfig { lr: cfg.learning_rate, beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon, weight_decay: cfg.weight_decay };
         let mut opt = AdamW::new(policy.vars.clone(), opt_cfg)?;
         let total = total_steps(cfg, n_records);
@@ -126,6 +129,15 @@ impl Run {
     /// Saves model + trainer state to `out`.
     fn checkpoint(&self) -> Result<()> {
         let state = TrainerState { optimizer_updates: self.opt.step, ..self.state.clone() };
+        if let Some(l) = &self.policy.lora {
+            // A PEFT adapter folder (plus the tokenizer and processor files); the adapters are
+            // also the "master weights" a resume restores.
+            let adapters = self.policy.var_tensors();
+            crate::lora::save_adapter(&self.out, &adapters, l, self.layout, &self.source)?;
+            crate::save::copy_side_files(&self.out, &self.source, false)?;
+            crate::save::set_max_pixels(&self.out, self.max_pixels)?;
+            return save_state(&self.out, &state, &self.opt.state(), Some(&adapters));
+        }
         let tensors = self.policy.tensors();
         save_model(&self.out, &self.source, self.layout, self.dtype, &tensors)?;
         crate::save::set_max_pixels(&self.out, self.max_pixels)?;
@@ -157,7 +169,16 @@ pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume:
     processor.image_processor.cfg.max_pixels = cfg.max_pixels.max(processor.image_processor.cfg.min_pixels);
     let mut run = Run::start("grpo", (source, layout, stored_dtype), &model, cfg, records.len(), resume)?;
     // beta = 0 keeps no reference model.
-    let reference = if cfg.beta != 0.0 { Some(model) } else { None };
+    // Under LoRA the reference is the policy's own frozen base with the adapters disabled, so no
+    // second copy of the weights exists; the starting model is released.
+    let reference = match (cfg.beta != 0.0, run.policy.lora.is_some()) {
+        (false, _) => None,
+        (true, false) => Some(model),
+        (true, true) => {
+            drop(model);
+            Some(run.policy.base_model()?)
+        }
+    };
     let rewards = RewardSet { rewards: vec![(Box::new(Accuracy), cfg.accuracy_weight), (Box::new(Format::new(cfg.prompt)), cfg.format_weight)] };
     let names = rewards.names();
     let rcfg = RolloutConfig {

@@ -18,6 +18,7 @@ pub mod generator;
 pub mod image_processor;
 pub mod jpeg;
 pub mod logprob;
+pub mod lora;
 pub mod model;
 pub mod ops;
 pub mod params;

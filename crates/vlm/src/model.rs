@@ -71,6 +71,13 @@ impl Qwen2Vl {
         Ok(())
     }
 
+    /// Every linear layer of the vision tower and the decoder (the LM head excepted).
+    pub fn linears_mut(&mut self) -> Vec<&mut crate::ops::Linear> {
+        let mut v = self.visual.linears_mut();
+        v.extend(self.text.linears_mut());
+        v
+    }
+
     pub fn dtype(&self) -> DType {
         self.text.dtype()
     }

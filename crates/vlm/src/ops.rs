@@ -138,15 +138,17 @@ pub struct Linear {
     pub transposed: bool,
     /// The weight's checkpoint name (for keeping the model's parameter list in step).
     pub name: String,
+    /// A LoRA adapter added to the output when present.
+    pub lora: Option<crate::lora::LoraAdapter>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias, transposed: false, name: String::new() }
+        Linear { weight, bias, transposed: false, name: String::new(), lora: None }
     }
 
     pub fn named(weight: Tensor, bias: Option<Tensor>, name: String) -> Self {
-        Linear { weight, bias, transposed: false, name }
+        Linear { weight, bias, transposed: false, name, lora: None }
     }
 
     /// Stores an untracked weight as [in, out]; returns the new weight's [out, in] view so the
@@ -190,6 +192,10 @@ impl Module for Linear {
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(l) => (y + l.delta(&x2)?)?,
             None => y,
         };
         let mut out = dims;
@@ -273,7 +279,8 @@ impl CustomOp1 for FrozenMatmul {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // d/dx (x W^T) = grad W.
         let w_out_in = if self.transposed { self.weight.t()? } else { self.weight.clone() };
-        Ok(Some(grad_res.matmul(&w_out_in)?))
+        // A bfloat16 frozen weight is widened for this product only (float32 activations).
+        Ok(Some(grad_res.matmul(&w_out_in.to_dtype(grad_res.dtype())?)?))
     }
 }
 
