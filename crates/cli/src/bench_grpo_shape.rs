@@ -34,6 +34,8 @@ pub struct ShapeBench {
     pub num_generations: usize,
     pub completion_length: usize,
     pub beta: f64,
+    /// Completions per forward/backward pass (0 = all).
+    pub micro_batch_size: usize,
 }
 
 pub fn run(b: &ShapeBench) -> Result<Value> {
@@ -92,13 +94,13 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
     let adv = advantages(&rewards, g, ScaleRewards::Group);
     let mut opt = AdamW::new(policy.vars.clone(), AdamWConfig { lr: 1e-6, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
     let loss = LossConfig { loss_type: LossType::Grpo, beta: b.beta, epsilon_low: 0.2, epsilon_high: 0.2, max_completion_length: b.completion_length };
-    let ucfg = UpdateConfig { loss: &loss, num_iterations: 1, max_grad_norm: 1.0, mask_truncated: false };
+    let ucfg = UpdateConfig { loss: &loss, num_iterations: 1, max_grad_norm: 1.0, mask_truncated: false, micro_batch_size: b.micro_batch_size };
     let t = Instant::now();
     let stats = update(&mut policy, reference.as_ref(), &mut opt, &ro, &adv, &vec![true; g], &ucfg, 1e-6)?;
     let update_s = t.elapsed().as_secs_f64();
     Ok(json!({
         "shape": b.shape, "lora_r": b.lora.as_ref().map(|l| l.r), "frozen_base": if bf16 { "bf16" } else { "f32" },
-        "trainable_parameters": trainable, "num_generations": g, "prompt_tokens": ids.len(), "completion_tokens": b.completion_length, "beta": b.beta,
+        "trainable_parameters": trainable, "num_generations": g, "prompt_tokens": ids.len(), "completion_tokens": b.completion_length, "beta": b.beta, "micro_batch_size": b.micro_batch_size,
         "build_seconds": build_s, "peak_gib_after_build": mem_built,
         "rollout_seconds": rollout_s, "update_seconds": update_s,
         "scoring_seconds": stats.scoring_seconds, "forward_backward_seconds": stats.forward_backward_seconds, "optimizer_seconds": stats.optimizer_seconds,

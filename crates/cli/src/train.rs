@@ -260,6 +260,9 @@ pub struct BenchGrpoArgs {
     /// KL coefficient for --shape (Med-R1: 0.04; needs the reference forward).
     #[arg(long, default_value_t = 0.04)]
     pub beta: f64,
+    /// Completions per forward/backward pass for --shape (gradient accumulation; 0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub micro_batch_size: usize,
 }
 
 /// Times GRPO updates on phantom questions: rollout, scoring (reference log-probs), the policy's
@@ -274,7 +277,7 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
             vision: false,
             base_bf16: a.lora_base_dtype == "bf16",
         });
-        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta };
+        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta, micro_batch_size: a.micro_batch_size };
         let v = crate::bench_grpo_shape::run(&b)?;
         println!("{}", if a.json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
         return Ok(());

@@ -66,6 +66,9 @@ pub struct TrainConfig {
     /// Prompts per optimizer update (Med-R1: 2 GPUs x 1 prompt x 2 accumulation steps = 4).
     pub prompts_per_step: usize,
     pub epochs: usize,
+    /// Completions (GRPO) or examples (SFT) per forward/backward pass; gradients of the
+    /// micro-batches are accumulated into one update (0 = the whole update at once).
+    pub micro_batch_size: usize,
     /// Stop after this many updates (0: run the epochs).
     pub max_steps: usize,
     pub freeze_vision: bool,
@@ -131,6 +134,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             prompts_per_step: 4,
             epochs: 2,
+            micro_batch_size: 0,
             max_steps: 0,
             freeze_vision: false,
             lora_r: 0,

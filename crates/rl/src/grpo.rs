@@ -2,11 +2,12 @@
 //! mu optimizer updates, each: the policy's log-probs through the one log-prob function, the loss,
 //! backward, global-norm clipping, AdamW.
 
-use crate::loss::{grpo_loss, LossConfig, LossInputs};
+use crate::loss::{grpo_loss, LossConfig, LossInputs, LossType};
 use crate::optim::{clip_grad_norm, AdamW};
 use crate::policy::Policy;
 use crate::rollout::Rollout;
 use anyhow::Result;
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use vlm::logprob::completion_logprobs;
@@ -36,6 +37,29 @@ pub struct UpdateConfig<'a> {
     pub max_grad_norm: f64,
     /// Zero the loss mask of completions that hit max_new_tokens without an EOS.
     pub mask_truncated: bool,
+    /// Completions per forward/backward pass (gradient accumulation); 0 = all at once.
+    pub micro_batch_size: usize,
+}
+
+/// Adds a micro-batch's gradients to the running sum (the first becomes the sum).
+pub fn accumulate(sum: Option<GradStore>, grads: GradStore, vars: &[(String, candle_core::Var)]) -> Result<GradStore> {
+    let Some(mut sum) = sum else { return Ok(grads) };
+    for (_, v) in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            let total = match sum.get(v.as_tensor()) {
+                Some(s) => (s + g)?,
+                None => g.clone(),
+            };
+            sum.insert(v.as_tensor(), total);
+        }
+    }
+    Ok(sum)
+}
+
+/// Row groups of at most `micro` rows (all rows when `micro` is 0).
+pub fn micro_batches(rows: usize, micro: usize) -> Vec<Vec<usize>> {
+    let mb = if micro == 0 { rows.max(1) } else { micro };
+    (0..rows).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect()
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -62,35 +86,86 @@ pub fn update(
             m.iter_mut().for_each(|x| *x = 0);
         }
     }
-    let adv = Tensor::from_vec(advantages.to_vec(), advantages.len(), &dev)?;
+    // Micro-batches of completions: each is scored, its loss scaled by its share of the whole
+    // (rows for grpo / dr_grpo, tokens for bnpo; dapo already divides by the whole batch's
+    // tokens), and backpropagated on its own; gradients add up to the whole batch's, so
+    // accumulation only saves memory, it changes no result.
+    let rows = rollout.batch.rows();
+    let chunks = micro_batches(rows, cfg.micro_batch_size);
+    let pcfg = &policy.cfg;
+    let parts: Vec<(vlm::model::Batch, Vec<Vec<u32>>, Tensor)> = chunks
+        .iter()
+        .map(|c| {
+            let b = if c.len() == rows { rollout.batch.clone() } else { rollout.batch.select_rows(c, pcfg.image_token_id, pcfg.vision.spatial_merge_size)? };
+            let m: Vec<Vec<u32>> = c.iter().map(|&r| cmask[r].clone()).collect();
+            let a = Tensor::from_vec(c.iter().map(|&r| advantages[r]).collect::<Vec<f32>>(), c.len(), &dev)?;
+            Ok((b, m, a))
+        })
+        .collect::<Result<_>>()?;
+    let total_tokens: f64 = cmask.iter().map(|m| m.iter().map(|&x| x as f64).sum::<f64>()).sum();
     let t_score = std::time::Instant::now();
-    let ref_lp = match (cfg.loss.beta != 0.0, reference) {
-        (true, Some(r)) => Some(completion_logprobs(r, &rollout.batch, &cmask)?.logprobs.detach()),
-        (true, None) => anyhow::bail!("beta != 0 needs a reference model"),
-        _ => None,
-    };
-    let old_lp = if cfg.num_iterations > 1 { Some(completion_logprobs(&policy.inference_model()?, &rollout.batch, &cmask)?.logprobs.detach()) } else { None };
+    let mut ref_lp = Vec::new();
+    let mut old_lp = Vec::new();
+    let old_model = if cfg.num_iterations > 1 { Some(policy.inference_model()?) } else { None };
+    for (b, m, _) in &parts {
+        ref_lp.push(match (cfg.loss.beta != 0.0, reference) {
+            (true, Some(r)) => Some(completion_logprobs(r, b, m)?.logprobs.detach()),
+            (true, None) => anyhow::bail!("beta != 0 needs a reference model"),
+            _ => None,
+        });
+        old_lp.push(match &old_model {
+            Some(om) => Some(completion_logprobs(om, b, m)?.logprobs.detach()),
+            None => None,
+        });
+    }
+    drop(old_model);
     let scoring_seconds = t_score.elapsed().as_secs_f64();
     let mut stats = UpdateStats::default();
     let (mut fb, mut op) = (0.0, 0.0);
     for _ in 0..cfg.num_iterations.max(1) {
         let t_fb = std::time::Instant::now();
-        let lp = completion_logprobs(&policy.model, &rollout.batch, &cmask)?;
-        let tokens = scalar(&lp.mask.sum_all()?)?;
-        let out = grpo_loss(cfg.loss, &LossInputs { logps: &lp.logprobs, old_logps: old_lp.as_ref(), ref_logps: ref_lp.as_ref(), advantages: &adv, mask: &lp.mask, tokens_in_batch: tokens })?;
-        let mut grads = out.loss.backward()?;
+        let mut acc: Option<GradStore> = None;
+        let (mut loss, mut kl, mut kl_w, mut ent) = (0.0, 0.0, 0.0, 0.0);
+        let (mut clo, mut chi, mut creg) = (0.0, 0.0, 0.0);
+        let mut any_kl = false;
+        for (k, (b, m, a)) in parts.iter().enumerate() {
+            let lp = completion_logprobs(&policy.model, b, m)?;
+            let tokens = scalar(&lp.mask.sum_all()?)?;
+            let tokens_in_batch = if cfg.loss.loss_type == LossType::Dapo { total_tokens } else { tokens };
+            let out = grpo_loss(cfg.loss, &LossInputs { logps: &lp.logprobs, old_logps: old_lp[k].as_ref(), ref_logps: ref_lp[k].as_ref(), advantages: a, mask: &lp.mask, tokens_in_batch })?;
+            let share = match cfg.loss.loss_type {
+                LossType::Grpo | LossType::DrGrpo => b.rows() as f64 / rows as f64,
+                LossType::Bnpo => if total_tokens > 0.0 { tokens / total_tokens } else { 0.0 },
+                LossType::Dapo => 1.0,
+            };
+            let scaled = if share == 1.0 { out.loss.clone() } else { (&out.loss * share)? };
+            let grads = scaled.backward()?;
+            acc = Some(accumulate(acc, grads, &policy.vars)?);
+            loss += scalar(&scaled)?;
+            if let Some(x) = out.kl {
+                kl += x * tokens;
+                any_kl = true;
+            }
+            kl_w += tokens;
+            clo += out.clip_low_mean * tokens;
+            chi += out.clip_high_mean * tokens;
+            creg += out.clip_region_mean * tokens;
+            ent += scalar(&(&lp.entropy * &lp.mask)?.sum_all()?)?;
+        }
+        let mut grads = acc.expect("at least one micro-batch");
         fb += t_fb.elapsed().as_secs_f64();
         let t_op = std::time::Instant::now();
         let norm = clip_grad_norm(&mut grads, &policy.vars, cfg.max_grad_norm)?;
         opt.step(&grads, lr)?;
         op += t_op.elapsed().as_secs_f64();
+        let w = kl_w.max(1.0);
         stats = UpdateStats {
-            loss: scalar(&out.loss)?,
-            kl: out.kl,
-            clip_low_mean: out.clip_low_mean,
-            clip_high_mean: out.clip_high_mean,
-            clip_region_mean: out.clip_region_mean,
-            entropy: scalar(&(&lp.entropy * &lp.mask)?.sum_all()?)? / tokens.max(1.0),
+            loss,
+            kl: any_kl.then_some(kl / w),
+            clip_low_mean: clo / w,
+            clip_high_mean: chi / w,
+            clip_region_mean: creg / w,
+            entropy: ent / w,
             grad_norm: norm,
             scoring_seconds,
             forward_backward_seconds: fb,

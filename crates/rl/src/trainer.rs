@@ -191,7 +191,7 @@ pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume:
         suppress_token_ids: config.vision_token_ids(),
     };
     let loss_cfg = LossConfig { loss_type: cfg.loss_type, beta: cfg.beta, epsilon_low: cfg.epsilon_low, epsilon_high: cfg.epsilon_high, max_completion_length: cfg.max_completion_length };
-    let ucfg = UpdateConfig { loss: &loss_cfg, num_iterations: cfg.num_iterations, max_grad_norm: cfg.max_grad_norm, mask_truncated: cfg.mask_truncated_completions };
+    let ucfg = UpdateConfig { loss: &loss_cfg, num_iterations: cfg.num_iterations, max_grad_norm: cfg.max_grad_norm, mask_truncated: cfg.mask_truncated_completions, micro_batch_size: cfg.micro_batch_size };
     let g = cfg.num_generations;
     let total = run.state.total_steps;
     while run.state.step < total {
@@ -284,16 +284,30 @@ pub fn train_sft(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: 
             })
             .collect::<Result<_>>()?;
         let (scoring, cmask) = append_completions(&enc.batch, &targets, processor.pad_token_id);
-        let lp = completion_logprobs(&run.policy.model, &scoring, &cmask)?;
-        let n_tok = lp.mask.sum_all()?.to_scalar::<f32>()? as f64;
-        let loss = (lp.nll()? / n_tok.max(1.0))?;
-        let mut grads = loss.backward()?;
+        // Mean cross-entropy over all answer tokens of the update; micro-batches each add their
+        // share (their summed NLL over the whole update's token count).
+        let n_tok: f64 = cmask.iter().map(|m| m.iter().map(|&x| x as f64).sum::<f64>()).sum();
+        let pcfg = &run.policy.cfg;
+        let mut acc = None;
+        let mut loss = 0.0;
+        for rows in crate::grpo::micro_batches(scoring.rows(), cfg.micro_batch_size) {
+            let (b, m) = if rows.len() == scoring.rows() {
+                (scoring.clone(), cmask.clone())
+            } else {
+                (scoring.select_rows(&rows, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?, rows.iter().map(|&r| cmask[r].clone()).collect())
+            };
+            let lp = completion_logprobs(&run.policy.model, &b, &m)?;
+            let part = (lp.nll()? / n_tok.max(1.0))?;
+            loss += part.to_scalar::<f32>()? as f64;
+            acc = Some(crate::grpo::accumulate(acc, part.backward()?, &run.policy.vars)?);
+        }
+        let mut grads = acc.context("an SFT update with no examples")?;
         let norm = clip_grad_norm(&mut grads, &run.policy.vars, cfg.max_grad_norm)?;
         let lr = run.lr(cfg);
         run.opt.step(&grads, lr)?;
         run.state.step += 1;
         let line = json!({
-            "step": run.state.step, "total_steps": total, "lr": lr, "loss": loss.to_scalar::<f32>()?, "grad_norm": norm,
+            "step": run.state.step, "total_steps": total, "lr": lr, "loss": loss, "grad_norm": norm,
             "tokens": n_tok, "step_seconds": t0.elapsed().as_secs_f64(), "skipped_records": run.state.skipped_records,
         });
         if !run.after_step(cfg, &line, on_step)? {

@@ -121,3 +121,22 @@ fn a_bad_record_mid_run_is_skipped_and_counted() {
         assert!(v["reward"].is_number() && v["grad_norm"].is_number());
     }
 }
+
+#[test]
+fn sft_micro_batches_give_the_whole_batch_loss_and_gradient() {
+    let data = tempfile::tempdir().unwrap();
+    let recs = records(data.path());
+    let metrics = |micro: usize| {
+        let out = tempfile::tempdir().unwrap();
+        let c = TrainConfig { micro_batch_size: micro, prompts_per_step: 3, max_steps: 2, ..cfg(out.path()) };
+        train_sft(ck(), &recs, &c, false, &mut |_: &Value| true).unwrap();
+        std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let (whole, parts) = (metrics(0), metrics(1));
+    for (a, b) in whole.iter().zip(&parts) {
+        for k in ["loss", "grad_norm"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() / x.abs() < 1e-4, "step {}: {k} {x} vs {y} with micro-batches of 1", a["step"]);
+        }
+    }
+}

@@ -29,6 +29,45 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The sub-batch of `rows` (in that order) with their images' patches: each image belongs to
+    /// the row holding its `t*h*w / merge^2` image tokens, images in row order.
+    pub fn select_rows(&self, rows: &[usize], image_token_id: u32, merge_size: usize) -> Result<Batch> {
+        // Which images (index range into image_grid_thw) and patch ranges each row owns.
+        let mut owner = Vec::with_capacity(self.image_grid_thw.len());
+        let mut img = 0;
+        for (r, ids) in self.input_ids.iter().enumerate() {
+            let mut pads = ids.iter().filter(|&&t| t == image_token_id).count();
+            while pads > 0 {
+                let g = self.image_grid_thw.get(img).ok_or_else(|| VlmError::input("more image tokens than images"))?;
+                let n = g.iter().product::<usize>() / (merge_size * merge_size);
+                pads = pads.checked_sub(n).ok_or_else(|| VlmError::input("image tokens do not match image_grid_thw"))?;
+                owner.push(r);
+                img += 1;
+            }
+        }
+        let mut starts = vec![0usize];
+        for g in &self.image_grid_thw {
+            starts.push(starts.last().unwrap() + g.iter().product::<usize>());
+        }
+        let mut grids = Vec::new();
+        let mut pieces = Vec::new();
+        for &r in rows {
+            for (i, _) in owner.iter().enumerate().filter(|(_, &o)| o == r) {
+                grids.push(self.image_grid_thw[i]);
+                if let Some(px) = &self.pixel_values {
+                    pieces.push(px.narrow(0, starts[i], starts[i + 1] - starts[i])?);
+                }
+            }
+        }
+        let pixel_values = if pieces.is_empty() { None } else { Some(Tensor::cat(&pieces, 0)?) };
+        Ok(Batch {
+            input_ids: rows.iter().map(|&r| self.input_ids[r].clone()).collect(),
+            attention_mask: rows.iter().map(|&r| self.attention_mask[r].clone()).collect(),
+            pixel_values,
+            image_grid_thw: grids,
+        })
+    }
 }
 
 pub struct Qwen2Vl {
