@@ -36,6 +36,8 @@ pub struct ShapeBench {
     pub beta: f64,
     /// Completions per forward/backward pass (0 = all).
     pub micro_batch_size: usize,
+    /// Recompute layers in the backward pass.
+    pub gradient_checkpointing: bool,
 }
 
 pub fn run(b: &ShapeBench) -> Result<Value> {
@@ -47,6 +49,9 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
         Some(l) => Policy::new_lora(&start, l, 0)?,
         None => Policy::new(&start, false)?,
     };
+    if b.gradient_checkpointing {
+        policy.enable_recompute();
+    }
     let reference = match (b.beta != 0.0, b.lora.is_some()) {
         (false, _) => None,
         (true, true) => Some(policy.base_model()?),
@@ -100,7 +105,7 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
     let update_s = t.elapsed().as_secs_f64();
     Ok(json!({
         "shape": b.shape, "lora_r": b.lora.as_ref().map(|l| l.r), "frozen_base": if bf16 { "bf16" } else { "f32" },
-        "trainable_parameters": trainable, "num_generations": g, "prompt_tokens": ids.len(), "completion_tokens": b.completion_length, "beta": b.beta, "micro_batch_size": b.micro_batch_size,
+        "trainable_parameters": trainable, "num_generations": g, "prompt_tokens": ids.len(), "completion_tokens": b.completion_length, "beta": b.beta, "micro_batch_size": b.micro_batch_size, "gradient_checkpointing": b.gradient_checkpointing,
         "build_seconds": build_s, "peak_gib_after_build": mem_built,
         "rollout_seconds": rollout_s, "update_seconds": update_s,
         "scoring_seconds": stats.scoring_seconds, "forward_backward_seconds": stats.forward_backward_seconds, "optimizer_seconds": stats.optimizer_seconds,

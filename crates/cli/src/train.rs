@@ -263,6 +263,9 @@ pub struct BenchGrpoArgs {
     /// Completions per forward/backward pass for --shape (gradient accumulation; 0 = all).
     #[arg(long, default_value_t = 0)]
     pub micro_batch_size: usize,
+    /// Recompute each layer in the backward pass for --shape (less memory, more compute).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// Times GRPO updates on phantom questions: rollout, scoring (reference log-probs), the policy's
@@ -277,7 +280,7 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
             vision: false,
             base_bf16: a.lora_base_dtype == "bf16",
         });
-        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta, micro_batch_size: a.micro_batch_size };
+        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta, micro_batch_size: a.micro_batch_size, gradient_checkpointing: a.gradient_checkpointing };
         let v = crate::bench_grpo_shape::run(&b)?;
         println!("{}", if a.json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
         return Ok(());

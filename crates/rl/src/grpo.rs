@@ -139,7 +139,7 @@ pub fn update(
                 LossType::Dapo => 1.0,
             };
             let scaled = if share == 1.0 { out.loss.clone() } else { (&out.loss * share)? };
-            let grads = scaled.backward()?;
+            let grads = policy.backward(&scaled)?;
             acc = Some(accumulate(acc, grads, &policy.vars)?);
             loss += scalar(&scaled)?;
             if let Some(x) = out.kl {

@@ -20,6 +20,8 @@ pub struct Policy {
     pub model: Qwen2Vl,
     /// LoRA: `vars` are the adapters, `frozen` the whole base model.
     pub lora: Option<crate::lora::LoraSettings>,
+    /// Set when layers are recomputed in the backward pass: take gradients with [`Policy::backward`].
+    pub recompute: Option<std::sync::Arc<vlm::recompute::SideGrads>>,
 }
 
 impl Policy {
@@ -44,7 +46,7 @@ impl Policy {
             }
         }
         let model = Qwen2Vl::load(&start.cfg, &MapParams(&map))?;
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None })
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None, recompute: None })
     }
 
     /// LoRA on `start`: its weights stay frozen and are shared, not copied (float32 ones are used
@@ -75,7 +77,17 @@ impl Policy {
             }
         }
         vlm::lora::attach(model.linears_mut(), &crate::lora::adapters(&tensors, s)?);
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()) })
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()), recompute: None })
+    }
+
+    /// Per-layer activation recomputation from now on (memory for compute: each layer runs twice).
+    pub fn enable_recompute(&mut self) {
+        self.recompute = Some(self.model.enable_recompute());
+    }
+
+    /// The gradients of `loss` with respect to every parameter, recomputed layers included.
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        Ok(vlm::recompute::backward(loss, self.recompute.as_ref())?)
     }
 
     /// LoRA's reference model: the shared frozen base, the adapters disabled (nothing copied).

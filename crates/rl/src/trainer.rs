@@ -109,6 +109,9 @@ impl Run {
             Some(l) => Policy::new_lora(start, &l, cfg.seed)?,
             None => Policy::new(start, cfg.freeze_vision)?,
         };
+        if cfg.gradient_checkpointing {
+            policy.enable_recompute();
+        }
         let opt_cfg = AdamWConfig { lr: cfg.learning_rate, beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon, weight_decay: cfg.weight_decay };
         let mut opt = AdamW::new(policy.vars.clone(), opt_cfg)?;
         let total = total_steps(cfg, n_records);
@@ -299,7 +302,7 @@ pub fn train_sft(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: 
             let lp = completion_logprobs(&run.policy.model, &b, &m)?;
             let part = (lp.nll()? / n_tok.max(1.0))?;
             loss += part.to_scalar::<f32>()? as f64;
-            acc = Some(crate::grpo::accumulate(acc, part.backward()?, &run.policy.vars)?);
+            acc = Some(crate::grpo::accumulate(acc, run.policy.backward(&part)?, &run.policy.vars)?);
         }
         let mut grads = acc.context("an SFT update with no examples")?;
         let norm = clip_grad_norm(&mut grads, &run.policy.vars, cfg.max_grad_norm)?;

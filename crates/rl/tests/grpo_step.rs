@@ -136,3 +136,40 @@ fn micro_batches_accumulate_to_the_whole_batch_update() {
         }
     }
 }
+
+#[test]
+fn recomputed_layers_give_the_same_gradients() {
+    let (ck, prompts) = setup();
+    let ro = rollout(&ck.model, &ck.processor, &prompts, &rcfg(&ck), 4, 0).unwrap();
+    let lora = rl::lora::LoraSettings { r: 2, alpha: 4.0, dropout: 0.0, target_modules: vec!["q_proj".into(), "down_proj".into(), "qkv".into()], vision: true, base_bf16: false };
+    for use_lora in [false, true] {
+        let grads = |recompute: bool| {
+            let mut p = if use_lora { Policy::new_lora(&ck.model, &lora, 7).unwrap() } else { Policy::new(&ck.model, false).unwrap() };
+            if use_lora {
+                // Non-zero B, so gradients reach A too.
+                for (n, v) in &p.vars {
+                    if n.ends_with("lora_B.weight") {
+                        v.set(&Tensor::ones(v.shape(), DType::F32, &candle_core::Device::Cpu).unwrap().affine(0.01, 0.0).unwrap()).unwrap();
+                    }
+                }
+            }
+            if recompute {
+                p.enable_recompute();
+            }
+            let lp = completion_logprobs(&p.model, &ro.batch, &ro.completion_mask).unwrap();
+            let g = p.backward(&lp.nll().unwrap()).unwrap();
+            p.vars.iter().map(|(n, v)| (n.clone(), g.get(v.as_tensor()).map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))).collect::<Vec<_>>()
+        };
+        let (plain, again) = (grads(false), grads(true));
+        let mut checked = 0;
+        for ((n, a), (_, b)) in plain.iter().zip(&again) {
+            let a = a.as_ref().unwrap_or_else(|| panic!("{n}: no gradient without recomputation"));
+            let b = b.as_ref().unwrap_or_else(|| panic!("{n}: no gradient with recomputation (lora={use_lora})"));
+            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+            let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(d / scale < 1e-5, "{n}: gradients differ by {d} (max {scale}, lora={use_lora})");
+            checked += 1;
+        }
+        assert!(checked >= if use_lora { 12 } else { 30 }, "{checked}");
+    }
+}

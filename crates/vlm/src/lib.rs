@@ -23,6 +23,7 @@ pub mod model;
 pub mod ops;
 pub mod params;
 pub mod prompt;
+pub mod recompute;
 pub mod resample;
 pub mod rope;
 pub mod text;

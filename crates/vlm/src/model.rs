@@ -110,6 +110,16 @@ impl Qwen2Vl {
         Ok(())
     }
 
+    /// Turns on per-layer activation recomputation for training forwards (vision blocks and
+    /// decoder layers); gradients must then be taken with [`crate::recompute::backward`] and the
+    /// returned store.
+    pub fn enable_recompute(&mut self) -> std::sync::Arc<crate::recompute::SideGrads> {
+        let side = std::sync::Arc::new(crate::recompute::SideGrads::default());
+        self.text.recompute = Some(side.clone());
+        self.visual.recompute = Some(side.clone());
+        side
+    }
+
     /// Every linear layer of the vision tower and the decoder (the LM head excepted).
     pub fn linears_mut(&mut self) -> Vec<&mut crate::ops::Linear> {
         let mut v = self.visual.linears_mut();

@@ -162,6 +162,16 @@ impl Linear {
         Ok(Some(self.weight.t()?))
     }
 
+    /// Every tensor the layer computes with (weight, bias, LoRA A and B).
+    pub fn tensors(&self) -> Vec<Tensor> {
+        let mut v = vec![self.weight.clone()];
+        v.extend(self.bias.clone());
+        if let Some(l) = &self.lora {
+            v.extend([l.a.clone(), l.b.clone()]);
+        }
+        v
+    }
+
     pub fn out_dim(&self) -> Result<usize> {
         self.weight.dim(if self.transposed { 1 } else { 0 })
     }

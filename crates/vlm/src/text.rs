@@ -113,6 +113,8 @@ pub struct TextModel {
     norm: Tensor,
     lm_head: Tensor,
     pub cfg: TextConfig,
+    /// When set, training forwards recompute each layer in the backward pass.
+    pub recompute: Option<std::sync::Arc<crate::recompute::SideGrads>>,
 }
 
 impl TextModel {
@@ -145,7 +147,7 @@ impl TextModel {
         } else {
             p.get("lm_head.weight", &[cfg.vocab_size, d])?
         };
-        Ok(TextModel { embed_tokens, layers, norm, lm_head, cfg: cfg.clone() })
+        Ok(TextModel { embed_tokens, layers, norm, lm_head, cfg: cfg.clone(), recompute: None })
     }
 
     /// Every linear layer except the LM head (which shares its weight with the embedding).
@@ -197,8 +199,17 @@ impl TextModel {
         let mut x = embeds.clone();
         let mut cache = cache;
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(&x, &cos, &sin, &mask, &self.cfg, slot)?;
+            match (&self.recompute, cache.is_none()) {
+                (Some(side), true) => {
+                    let (layer, cos, sin, mask, cfg) = (layer.clone(), cos.clone(), sin.clone(), mask.clone(), self.cfg.clone());
+                    let f = std::sync::Arc::new(move |x: &Tensor| layer.forward(x, &cos, &sin, &mask, &cfg, None));
+                    x = crate::recompute::checkpointed(&x, layer_params(&self.layers[i]), side, f)?;
+                }
+                _ => {
+                    let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+                    x = layer.forward(&x, &cos, &sin, &mask, &self.cfg, slot)?;
+                }
+            }
         }
         ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
     }
@@ -207,6 +218,15 @@ impl TextModel {
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         Linear::new(self.lm_head.clone(), None).forward(hidden)?.to_dtype(DType::F32)
     }
+}
+
+fn layer_params(l: &DecoderLayer) -> Vec<Tensor> {
+    let mut v = vec![l.input_layernorm.clone(), l.post_attention_layernorm.clone()];
+    let (a, m) = (&l.self_attn, &l.mlp);
+    for lin in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj] {
+        v.extend(lin.tensors());
+    }
+    v
 }
 
 impl DecoderLayer {

@@ -36,6 +36,14 @@ struct VisionBlock {
 }
 
 impl VisionBlock {
+    fn params(&self) -> Vec<Tensor> {
+        let mut v = vec![self.norm1.weight.clone(), self.norm1.bias.clone(), self.norm2.weight.clone(), self.norm2.bias.clone()];
+        for lin in [&self.qkv, &self.proj, &self.fc1, &self.fc2] {
+            v.extend(lin.tensors());
+        }
+        v
+    }
+
     /// `x` [N, E] holds the patches of all images; `spans` gives each image frame's patch range.
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         let (n, e) = x.dims2()?;
@@ -89,6 +97,8 @@ pub struct VisionTower {
     mlp0: Linear,
     mlp2: Linear,
     pub cfg: VisionConfig,
+    /// When set, training forwards recompute each block in the backward pass.
+    pub recompute: Option<std::sync::Arc<crate::recompute::SideGrads>>,
 }
 
 impl VisionTower {
@@ -120,6 +130,7 @@ impl VisionTower {
             mlp0: p.linear("visual.merger.mlp.0", m, m, true)?,
             mlp2: p.linear("visual.merger.mlp.2", cfg.hidden_size, m, true)?,
             cfg: cfg.clone(),
+            recompute: None,
         })
     }
 
@@ -152,7 +163,14 @@ impl VisionTower {
             candle_core::bail!("image_grid_thw covers {s} patches but pixel_values has {} rows", x.dim(0)?);
         }
         for b in &self.blocks {
-            x = b.forward(&x, &cos, &sin, &spans)?;
+            x = match &self.recompute {
+                Some(side) => {
+                    let (blk, cos, sin, spans) = (b.clone(), cos.clone(), sin.clone(), spans.clone());
+                    let f = std::sync::Arc::new(move |x: &Tensor| blk.forward(x, &cos, &sin, &spans));
+                    crate::recompute::checkpointed(&x, b.params(), side, f)?
+                }
+                None => b.forward(&x, &cos, &sin, &spans)?,
+            };
         }
         let m = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size * self.cfg.embed_dim;
         let h = self.ln_q.forward(&x)?.reshape(((), m))?;
