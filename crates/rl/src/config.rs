@@ -80,7 +80,7 @@ pub struct TrainConfig {
     // (the adapter disabled); checkpoints are PEFT adapter folders (`medr1 merge` folds them in).
     pub lora_r: usize,
     pub lora_alpha: f64,
-    /// Only 0 for now.
+    /// Dropout on the adapters' input in training forwards (PEFT's `lora_dropout`).
     pub lora_dropout: f64,
     /// Layer names that get adapters (PEFT's `target_modules`).
     pub lora_target_modules: Vec<String>,

@@ -129,6 +129,7 @@ pub fn update(
         let (mut clo, mut chi, mut creg) = (0.0, 0.0, 0.0);
         let mut any_kl = false;
         for (k, (b, m, a)) in parts.iter().enumerate() {
+            policy.set_dropout_seed(opt.step, k);
             let lp = completion_logprobs(&policy.model, b, m)?;
             let tokens = scalar(&lp.mask.sum_all()?)?;
             let tokens_in_batch = if cfg.loss.loss_type == LossType::Dapo { total_tokens } else { tokens };

@@ -51,8 +51,8 @@ pub fn init(model: &mut vlm::model::Qwen2Vl, s: &LoraSettings, seed: u64) -> Res
     if s.r == 0 {
         bail!("lora_r must be at least 1");
     }
-    if s.dropout != 0.0 {
-        bail!("lora_dropout {} is not supported yet (only 0): a dropout mask that a resumed run reproduces exactly is still to be built", s.dropout);
+    if !(0.0..1.0).contains(&s.dropout) {
+        bail!("lora_dropout must be in [0, 1), got {}", s.dropout);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
@@ -73,13 +73,15 @@ pub fn init(model: &mut vlm::model::Qwen2Vl, s: &LoraSettings, seed: u64) -> Res
     Ok(out)
 }
 
-/// The adapters as the model takes them, by module name.
-pub fn adapters(tensors: &HashMap<String, Tensor>, s: &LoraSettings) -> Result<HashMap<String, LoraAdapter>> {
+/// The adapters as the model takes them, by module name; `dropout_seed` switches LoRA dropout on
+/// (training) with the trainer's per-forward seed.
+pub fn adapters(tensors: &HashMap<String, Tensor>, s: &LoraSettings, dropout_seed: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>) -> Result<HashMap<String, LoraAdapter>> {
     let mut out = HashMap::new();
     for (name, a) in tensors {
         if let Some(module) = name.strip_suffix(".lora_A.weight") {
             let b = tensors.get(&names(module).1).with_context(|| format!("adapter `{module}` has lora_A but no lora_B"))?;
-            out.insert(module.to_string(), LoraAdapter { a: a.clone(), b: b.clone(), scaling: s.scaling() });
+            let dropout = dropout_seed.filter(|_| s.dropout > 0.0).map(|seed| vlm::lora::LoraDropout { p: s.dropout, seed: seed.clone(), salt: vlm::lora::salt(module) });
+            out.insert(module.to_string(), LoraAdapter { a: a.clone(), b: b.clone(), scaling: s.scaling(), dropout });
         }
     }
     Ok(out)
@@ -168,7 +170,7 @@ pub fn load_adapter(dir: &Path) -> Result<(LoraSettings, HashMap<String, Tensor>
 /// base weight's dtype. Every adapter must find its layer.
 pub fn merge(base: &BTreeMap<String, Tensor>, adapter_tensors: &HashMap<String, Tensor>, s: &LoraSettings) -> Result<BTreeMap<String, Tensor>> {
     let mut out = base.clone();
-    for (module, a) in adapters(adapter_tensors, s)? {
+    for (module, a) in adapters(adapter_tensors, s, None)? {
         let wname = format!("{module}.weight");
         let w = out.get(&wname).with_context(|| format!("the adapter for `{module}` has no layer `{wname}` in the base model"))?;
         let merged = (w.to_dtype(DType::F32)? + a.merged_delta()?)?.to_dtype(w.dtype())?;

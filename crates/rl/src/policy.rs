@@ -22,6 +22,8 @@ pub struct Policy {
     pub lora: Option<crate::lora::LoraSettings>,
     /// Set when layers are recomputed in the backward pass: take gradients with [`Policy::backward`].
     pub recompute: Option<std::sync::Arc<vlm::recompute::SideGrads>>,
+    /// LoRA dropout's seed for the next training forward (see [`Policy::set_dropout_seed`]).
+    pub dropout_seed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Policy {
@@ -46,7 +48,7 @@ impl Policy {
             }
         }
         let model = Qwen2Vl::load(&start.cfg, &MapParams(&map))?;
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None, recompute: None })
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None, recompute: None, dropout_seed: Default::default() })
     }
 
     /// LoRA on `start`: its weights stay frozen and are shared, not copied (float32 ones are used
@@ -76,8 +78,16 @@ impl Policy {
                 vars.push((n, v));
             }
         }
-        vlm::lora::attach(model.linears_mut(), &crate::lora::adapters(&tensors, s)?);
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()), recompute: None })
+        let dropout_seed: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
+        vlm::lora::attach(model.linears_mut(), &crate::lora::adapters(&tensors, s, Some(&dropout_seed))?);
+        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()), recompute: None, dropout_seed })
+    }
+
+    /// Seeds LoRA dropout for the next training forward (and its recomputation): a function of
+    /// the update count and the micro-batch, so runs and resumed runs draw the same masks.
+    pub fn set_dropout_seed(&self, updates: u64, micro_batch: usize) {
+        let s = crate::rollout::row_seed(0x10_4a_d0, updates, micro_batch as u64);
+        self.dropout_seed.store(s, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Per-layer activation recomputation from now on (memory for compute: each layer runs twice).
@@ -121,7 +131,7 @@ impl Policy {
             // The shared base with the adapters' current values attached (nothing merged or copied).
             // Not prepared for inference: that would store transposed copies of the base.
             let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.frozen))?;
-            vlm::lora::attach(m.linears_mut(), &crate::lora::adapters(&self.var_tensors(), s)?);
+            vlm::lora::attach(m.linears_mut(), &crate::lora::adapters(&self.var_tensors(), s, None)?);
             return Ok(m);
         }
         let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.tensors()))?;

@@ -293,7 +293,8 @@ pub fn train_sft(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: 
         let pcfg = &run.policy.cfg;
         let mut acc = None;
         let mut loss = 0.0;
-        for rows in crate::grpo::micro_batches(scoring.rows(), cfg.micro_batch_size) {
+        for (k, rows) in crate::grpo::micro_batches(scoring.rows(), cfg.micro_batch_size).into_iter().enumerate() {
+            run.policy.set_dropout_seed(run.opt.step, k);
             let (b, m) = if rows.len() == scoring.rows() {
                 (scoring.clone(), cmask.clone())
             } else {

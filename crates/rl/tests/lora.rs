@@ -37,6 +37,8 @@ fn cfg(out: &Path) -> TrainConfig {
         sample_every: 0,
         lora_r: 4,
         lora_alpha: 8.0,
+        // Dropout on: resuming must redraw the same masks.
+        lora_dropout: 0.1,
         ..TrainConfig::default()
     }
 }
@@ -86,6 +88,20 @@ fn starts_at_the_base_and_shares_its_weights() {
     assert_eq!(ptr(&p.frozen[name]), ptr(&shared), "the base weight was copied");
     let vision = Policy::new_lora(&c.model, &rl::lora::LoraSettings { vision: true, target_modules: vec!["qkv".into(), "q_proj".into()], ..s.clone() }, 1).unwrap();
     assert!(vision.vars.iter().any(|(n, _)| n.starts_with("visual.blocks.0.attn.qkv")));
+    // Dropout acts in training forwards only, and draws the same mask for the same seed.
+    let mut trained = Policy::new_lora(&c.model, &s, 1).unwrap();
+    for (n, v) in &trained.vars {
+        if n.ends_with("lora_B.weight") {
+            v.set(&Tensor::ones(v.shape(), DType::F32, &candle_core::Device::Cpu).unwrap().affine(0.05, 0.0).unwrap()).unwrap();
+        }
+    }
+    trained.set_dropout_seed(3, 0);
+    let (d1, d2) = (logits(&trained.model, &c), logits(&trained.model, &c));
+    assert_eq!(max_diff(&d1, &d2), 0.0, "same seed, same mask");
+    let plain = logits(&trained.inference_model().unwrap(), &c);
+    assert!(max_diff(&d1, &plain) > 1e-4, "dropout changed nothing");
+    trained.set_dropout_seed(4, 0);
+    assert!(max_diff(&logits(&trained.model, &c), &d1) > 1e-4, "a new seed draws a new mask");
     let bad = Policy::new_lora(&c.model, &rl::lora::LoraSettings { target_modules: vec!["nope".into()], ..s.clone() }, 1).err().unwrap().to_string();
     assert!(bad.contains("match no layer"), "{bad}");
 }
@@ -122,7 +138,7 @@ fn trains_adapters_only_resumes_exactly_and_merges() {
         let m = Checkpoint::open(&merged, DType::F32).unwrap();
         let (s, t) = rl::lora::load_adapter(a.path()).unwrap();
         let mut adapted = vlm::model::Qwen2Vl::load(&ck().config, &vlm::params::MapParams(&ck().model.params.iter().cloned().collect())).unwrap();
-        vlm::lora::attach(adapted.linears_mut(), &rl::lora::adapters(&t, &s).unwrap());
+        vlm::lora::attach(adapted.linears_mut(), &rl::lora::adapters(&t, &s, None).unwrap());
         let c = ck();
         let (lm, la, lb) = (logits(&m.model, &c), logits(&adapted, &c), logits(&c.model, &c));
         assert!(max_diff(&lm, &la) < 1e-4, "merged vs adapted: {}", max_diff(&lm, &la));

@@ -5,6 +5,37 @@
 use crate::ops::Linear;
 use candle_core::{Result, Tensor};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// LoRA dropout on the adapter's input, as PEFT applies it in training. The mask is a pure
+/// function of the shared `seed` (set by the trainer for each forward pass), the layer and the
+/// input's shape: a layer recomputed in the backward pass draws the same mask, and a resumed run
+/// draws the same masks as an uninterrupted one.
+#[derive(Debug, Clone)]
+pub struct LoraDropout {
+    pub p: f64,
+    pub seed: Arc<AtomicU64>,
+    /// Distinguishes the layers.
+    pub salt: u64,
+}
+
+impl LoraDropout {
+    fn mask(&self, shape: &candle_core::Shape, device: &candle_core::Device) -> Result<Tensor> {
+        use rand::{Rng, SeedableRng};
+        let n = shape.elem_count();
+        let s = self.seed.load(Ordering::SeqCst) ^ self.salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(s);
+        let keep = (1.0 / (1.0 - self.p)) as f32;
+        let v: Vec<f32> = (0..n).map(|_| if rng.random::<f64>() < self.p { 0.0 } else { keep }).collect();
+        Tensor::from_vec(v, shape, device)
+    }
+}
+
+/// A stable per-layer salt from its module name.
+pub fn salt(module: &str) -> u64 {
+    module.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
 
 #[derive(Debug, Clone)]
 pub struct LoraAdapter {
@@ -13,12 +44,18 @@ pub struct LoraAdapter {
     /// [out, r]
     pub b: Tensor,
     pub scaling: f64,
+    /// Applied only in training forwards (when the adapter is tracked).
+    pub dropout: Option<LoraDropout>,
 }
 
 impl LoraAdapter {
     /// The update for rows `x2` [rows, in]: [rows, out].
     pub fn delta(&self, x2: &Tensor) -> Result<Tensor> {
         let dt = x2.dtype();
+        let x2 = match &self.dropout {
+            Some(d) if d.p > 0.0 && self.a.track_op() => (x2 * d.mask(x2.shape(), x2.device())?.to_dtype(dt)?)?,
+            _ => x2.clone(),
+        };
         let h = x2.matmul(&self.a.to_dtype(dt)?.t()?)?;
         h.matmul(&self.b.to_dtype(dt)?.t()?)? * self.scaling
     }
@@ -61,7 +98,7 @@ mod tests {
         let mut lin = Linear::named(w, None, "m.q_proj.weight".into());
         let x = Tensor::new(&[[1f32, 2.]], &d).unwrap();
         assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1., 2., 3.]]);
-        let a = LoraAdapter { a: Tensor::new(&[[0.5f32, -1.]], &d).unwrap(), b: Tensor::new(&[[1f32], [0.], [2.]], &d).unwrap(), scaling: 2.0 };
+        let a = LoraAdapter { a: Tensor::new(&[[0.5f32, -1.]], &d).unwrap(), b: Tensor::new(&[[1f32], [0.], [2.]], &d).unwrap(), scaling: 2.0, dropout: None };
         assert_eq!(attach(vec![&mut lin], &HashMap::from([("m.q_proj".to_string(), a.clone())])), 1);
         assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![-2., 2., -3.]]);
         // Merging gives the same layer without the adapter.
