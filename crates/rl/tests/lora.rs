@@ -89,7 +89,7 @@ fn starts_at_the_base_and_shares_its_weights() {
     let vision = Policy::new_lora(&c.model, &rl::lora::LoraSettings { vision: true, target_modules: vec!["qkv".into(), "q_proj".into()], ..s.clone() }, 1).unwrap();
     assert!(vision.vars.iter().any(|(n, _)| n.starts_with("visual.blocks.0.attn.qkv")));
     // Dropout acts in training forwards only, and draws the same mask for the same seed.
-    let mut trained = Policy::new_lora(&c.model, &s, 1).unwrap();
+    let trained = Policy::new_lora(&c.model, &s, 1).unwrap();
     for (n, v) in &trained.vars {
         if n.ends_with("lora_B.weight") {
             v.set(&Tensor::ones(v.shape(), DType::F32, &candle_core::Device::Cpu).unwrap().affine(0.05, 0.0).unwrap()).unwrap();
