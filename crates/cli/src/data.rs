@@ -175,3 +175,14 @@ fn show(a: ShowArgs) -> Result<()> {
     println!("{} records -> {} ({}x{})", picked.len(), a.out.display(), sheet.width(), sheet.height());
     Ok(())
 }
+
+/// The usable records of PATH (images checked), each skipped one reported on stderr with its
+/// reason, and a count line — what `train`, `sft`, `eval` and `protocol` start with.
+pub fn usable_records(path: &std::path::Path, images: Option<PathBuf>, what: &str) -> Result<Vec<data::Record>> {
+    let ds = source::load(path, &ReadOptions { image_root: images, check_images: true })?;
+    for p in &ds.problems {
+        eprintln!("skipped: {p}");
+    }
+    eprintln!("{} {what} ({} skipped) from {}", ds.records.len(), ds.problems.len(), path.display());
+    Ok(ds.records)
+}

@@ -4,7 +4,6 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use data::prompts::PromptVariant;
-use data::{source, ReadOptions};
 use eval::backend::endpoint::{Endpoint, EndpointOptions};
 use eval::backend::local::Local;
 use eval::backend::Backend;
@@ -103,14 +102,10 @@ pub fn print_summary(s: &Summary) {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let ds = source::load(&a.data, &ReadOptions { image_root: a.images.clone(), check_images: true })?;
-    for p in &ds.problems {
-        eprintln!("skipped: {p}");
+    let records = crate::data::usable_records(&a.data, a.images.clone(), "records")?;
+    if records.is_empty() {
+        bail!("{}: no usable records", a.data.display());
     }
-    if ds.records.is_empty() {
-        bail!("{}: no usable records ({} skipped)", a.data.display(), ds.problems.len());
-    }
-    eprintln!("{} records ({} skipped) from {}", ds.records.len(), ds.problems.len(), a.data.display());
     let ck;
     let local;
     let endpoint;
@@ -153,7 +148,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     };
     let o = RunOptions { variant: a.prompt, out: a.out.clone(), resize: a.resize, limit: a.limit, data: a.data.display().to_string(), train_domain: a.train_domain.clone() };
-    let s = run(backend, &ds.records, &o, &mut on)?;
+    let s = run(backend, &records, &o, &mut on)?;
     pb.finish_and_clear();
     print_summary(&s);
     println!("predictions.jsonl and summary.json in {}", a.out.display());

@@ -5,7 +5,6 @@ use anyhow::{bail, Result};
 use clap::Args;
 use data::phantoms::{self, PhantomConfig};
 use data::prompts::PromptVariant;
-use data::{source, ReadOptions};
 use eval::report::Axis;
 use indicatif::{ProgressBar, ProgressStyle};
 use rl::config::TrainConfig;
@@ -96,11 +95,7 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
     if cfg.model.as_os_str().is_empty() || cfg.data.as_os_str().is_empty() {
         bail!("give --model and --data (or neither, for the bundled benchmark)");
     }
-    let ds = source::load(&cfg.data, &ReadOptions { image_root: cfg.images.clone(), check_images: true })?;
-    for p in &ds.problems {
-        eprintln!("skipped: {p}");
-    }
-    eprintln!("{} records ({} skipped) from {}", ds.records.len(), ds.problems.len(), cfg.data.display());
+    let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "records")?;
     let o = ProtocolOptions {
         axis: a.axis,
         trainer,
@@ -114,7 +109,7 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
     };
     let mut pb: Option<ProgressBar> = None;
     let style = ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap();
-    let files = run_protocol(&ds.records, &o, &mut |e| match e {
+    let files = run_protocol(&records, &o, &mut |e| match e {
         ProtocolEvent::Train(d, n) => {
             if let Some(b) = pb.take() {
                 b.finish_and_clear();

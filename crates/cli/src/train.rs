@@ -3,7 +3,6 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use data::prompts::PromptVariant;
-use data::{source, ReadOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use rl::config::TrainConfig;
 use rl::demo::{self, DemoEvent, DemoOptions};
@@ -112,15 +111,11 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     if cfg.model.as_os_str().is_empty() || cfg.data.as_os_str().is_empty() {
         bail!("give --model and --data (or run `medr1 demo` for the bundled main job)");
     }
-    let ds = source::load(&cfg.data, &ReadOptions { image_root: cfg.images.clone(), check_images: true })?;
-    for p in &ds.problems {
-        eprintln!("skipped: {p}");
-    }
-    eprintln!("{} training records ({} skipped) from {}", ds.records.len(), ds.problems.len(), cfg.data.display());
+    let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "training records")?;
     let ck = Checkpoint::open(&cfg.model, crate::ask::parse_dtype(&a.dtype)?)?;
     std::fs::create_dir_all(&cfg.out)?;
     std::fs::write(cfg.out.join("train_config.toml"), cfg.to_toml())?;
-    let total = if cfg.max_steps > 0 { cfg.max_steps } else { (cfg.epochs * ds.records.len()).div_ceil(cfg.prompts_per_step) };
+    let total = if cfg.max_steps > 0 { cfg.max_steps } else { (cfg.epochs * records.len()).div_ceil(cfg.prompts_per_step) };
     let pb = bar(total as u64, if sft { "sft" } else { "grpo" });
     let mut on = |v: &Value| {
         pb.set_position(v["step"].as_u64().unwrap_or(0));
@@ -134,7 +129,7 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
         }
         true
     };
-    let state = if sft { rl::trainer::train_sft(ck, &ds.records, &cfg, a.resume, &mut on)? } else { rl::trainer::train_grpo(ck, &ds.records, &cfg, a.resume, &mut on)? };
+    let state = if sft { rl::trainer::train_sft(ck, &records, &cfg, a.resume, &mut on)? } else { rl::trainer::train_grpo(ck, &records, &cfg, a.resume, &mut on)? };
     pb.finish_and_clear();
     println!("{} updates done ({} records skipped); checkpoint and metrics.jsonl in {}", state.step, state.skipped_records, cfg.out.display());
     Ok(())
