@@ -21,6 +21,12 @@ use vlm::Checkpoint;
 /// also a lone letter (`C`, `(c)`, `C) text`, "the answer is C") or the one option whose text
 /// appears, inside the answer tag or anywhere — reported separately under "lenient".
 #[derive(Args)]
+#[command(after_help = "Answers are read two ways. Med-R1's rule (the headline accuracy): the word in the first \
+<answer> X </answer> must equal the gold letter; it applies to every prompt variant (Med-R1's released \
+No-Think scripts compared the raw output instead, scoring <answer>C</answer> wrong). Lenient (reported \
+under \"lenient\"): also a letter in any case inside the tag, an option's text inside the tag, and \
+without tags a lone letter (C, (C), C.), a capital letter opening the text followed by ), . or :, \
+\"answer is C\" / \"Answer: C\", or the one option whose text appears in the output.")]
 pub struct EvalArgs {
     /// Checkpoint directory to score locally (or use --endpoint).
     #[arg(long)]
