@@ -131,6 +131,8 @@ fn trains_adapters_only_resumes_exactly_and_merges() {
         let pc: Value = serde_json::from_str(&std::fs::read_to_string(a.path().join("adapter_config.json")).unwrap()).unwrap();
         assert_eq!((pc["peft_type"].as_str(), pc["r"].as_u64(), pc["lora_alpha"].as_f64()), (Some("LORA"), Some(4), Some(8.0)));
         assert!(!a.path().join("model.safetensors").exists(), "a LoRA run saves the adapter only");
+        let err = Checkpoint::open(a.path(), DType::F32).err().unwrap().to_string();
+        assert!(err.contains("medr1 merge"), "opening an adapter folder as a model should point at merge: {err}");
 
         // Merged: a full checkpoint that computes what base + adapter computes.
         let merged = a.path().join("merged");

@@ -79,6 +79,9 @@ impl Checkpoint {
         }
         let cfg_path = dir.join("config.json");
         if !cfg_path.exists() {
+            if dir.join("adapter_config.json").exists() {
+                return Err(VlmError::file(&cfg_path, "missing: this folder is a LoRA adapter (adapter_config.json); fold it into its base first with `medr1 merge --model BASE --adapter DIR --out MERGED`"));
+            }
             return Err(VlmError::file(&cfg_path, "missing"));
         }
         let config = Qwen2VlConfig::from_file(&cfg_path)?;
