@@ -3,9 +3,9 @@
 //! ends bit-identical to a straight one, and `merge` gives a full checkpoint computing what the
 //! adapted model computes.
 
+mod common;
+
 use candle_core::{DType, Tensor};
-use data::phantoms::{self, PhantomConfig};
-use data::prompts::PromptVariant;
 use rl::config::TrainConfig;
 use rl::policy::Policy;
 use rl::trainer::{train_grpo, train_sft};
@@ -13,34 +13,11 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use vlm::Checkpoint;
 
-fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen2vl-tiny/model")
-}
-
-fn ck() -> Checkpoint {
-    Checkpoint::open(&model_dir(), DType::F32).unwrap()
-}
+use common::{ck, model_dir};
 
 fn cfg(out: &Path) -> TrainConfig {
-    TrainConfig {
-        model: model_dir(),
-        out: out.to_path_buf(),
-        prompt: PromptVariant::NoThink,
-        num_generations: 2,
-        max_completion_length: 5,
-        beta: 0.04,
-        learning_rate: 5e-2,
-        prompts_per_step: 2,
-        max_steps: 4,
-        max_pixels: 12544,
-        seed: 5,
-        sample_every: 0,
-        lora_r: 4,
-        lora_alpha: 8.0,
-        // Dropout on: resuming must redraw the same masks.
-        lora_dropout: 0.1,
-        ..TrainConfig::default()
-    }
+    // Dropout on: resuming must redraw the same masks.
+    TrainConfig { learning_rate: 5e-2, seed: 5, lora_r: 4, lora_alpha: 8.0, lora_dropout: 0.1, ..common::small(out) }
 }
 
 /// Logits of the model on one prompt with an image.
@@ -109,7 +86,7 @@ fn starts_at_the_base_and_shares_its_weights() {
 #[test]
 fn trains_adapters_only_resumes_exactly_and_merges() {
     let data = tempfile::tempdir().unwrap();
-    let recs = phantoms::generate(data.path(), &PhantomConfig { per_cell: 1, size: 56, seed: 4, fixed_options: false }, &|_, _| {}).unwrap();
+    let recs = common::records(data.path());
     for sft in [false, true] {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let run = |c: &TrainConfig, resume: bool, stop_at: usize| {

@@ -3,41 +3,19 @@
 //! mid-run is reported and skipped without stopping training or corrupting its counts; the saved
 //! checkpoint loads back.
 
+mod common;
+
 use candle_core::DType;
-use data::phantoms::{self, PhantomConfig};
-use data::prompts::PromptVariant;
-use data::Record;
 use rl::config::TrainConfig;
 use rl::trainer::{train_grpo, train_sft};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use vlm::Checkpoint;
 
-fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen2vl-tiny/model")
-}
-
-fn records(dir: &Path) -> Vec<Record> {
-    phantoms::generate(dir, &PhantomConfig { per_cell: 1, size: 56, seed: 4, fixed_options: false }, &|_, _| {}).unwrap()
-}
+use common::{ck, model_dir, records};
 
 fn cfg(out: &Path) -> TrainConfig {
-    TrainConfig {
-        model: model_dir(),
-        out: out.to_path_buf(),
-        prompt: PromptVariant::NoThink,
-        num_generations: 2,
-        max_completion_length: 5,
-        beta: 0.04,
-        num_iterations: 2,
-        learning_rate: 1e-3,
-        prompts_per_step: 2,
-        max_steps: 4,
-        max_pixels: 12544,
-        seed: 9,
-        sample_every: 0,
-        ..TrainConfig::default()
-    }
+    TrainConfig { num_iterations: 2, learning_rate: 1e-3, seed: 9, ..common::small(out) }
 }
 
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
@@ -50,9 +28,6 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     w
 }
 
-fn ck() -> Checkpoint {
-    Checkpoint::open(&model_dir(), DType::F32).unwrap()
-}
 
 #[test]
 fn an_interrupted_and_resumed_run_ends_with_identical_weights() {
