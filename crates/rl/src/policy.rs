@@ -116,7 +116,8 @@ impl Policy {
         if let Some(s) = &self.lora {
             // The full model the adapters stand for.
             let base: std::collections::BTreeMap<String, Tensor> = self.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            return crate::lora::merge(&base, &self.var_tensors(), s).map(|m| m.into_iter().collect()).unwrap_or_default();
+            // The adapters were made from this model's own layers, so every one finds its layer.
+            return crate::lora::merge(&base, &self.var_tensors(), s).expect("adapters match the layers they were made for").into_iter().collect();
         }
         let mut out = self.frozen.clone();
         for (n, v) in &self.vars {
