@@ -50,7 +50,7 @@ pub struct EvalArgs {
     /// Most tokens generated per answer (Med-R1: 256).
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
-    /// Score only the first N records of the data.
+    /// Score only the first N records of the data (in file order; a resumed run uses the same N).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Resize every image to WxH first (PIL bicubic), as Med-R1 does with 384x384.

@@ -62,6 +62,14 @@ fn splits(records: &[Record], axis: Axis, seed: u64) -> Vec<DomainSplit<'_>> {
     }
 }
 
+/// At most `limit` items spread evenly over `items` (all of them when no limit).
+fn spread<'a>(items: &[&'a Record], limit: Option<usize>) -> Vec<&'a Record> {
+    match limit {
+        Some(n) if n < items.len() => (0..n).map(|i| items[i * items.len() / n]).collect(),
+        _ => items.to_vec(),
+    }
+}
+
 fn folder_name(domain: &str) -> String {
     domain.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
@@ -75,8 +83,10 @@ fn finished(dir: &Path) -> Option<bool> {
 /// Runs the experiment; returns the report's files.
 pub fn run_protocol(records: &[Record], o: &ProtocolOptions, on: &mut dyn FnMut(ProtocolEvent)) -> Result<Vec<PathBuf>> {
     let parts = splits(records, o.axis, o.split_seed);
-    // Every model is tested on the same questions: each domain's test part, capped.
-    let test: Vec<Record> = parts.iter().flat_map(|p| p.test.iter().take(o.test_limit.unwrap_or(usize::MAX)).map(|r| (*r).clone())).collect();
+    // Every model is tested on the same questions: each domain's test part, capped by an even
+    // spread over it (its records are in file order, grouped by the other axis, so its first N
+    // would all share one question type or modality).
+    let test: Vec<Record> = parts.iter().flat_map(|p| spread(&p.test, o.test_limit).into_iter().map(|r| r.clone())).collect();
     let wanted: Vec<String> = o.domains.iter().map(|d| o.axis.canonical(d).map(String::from).ok_or_else(|| anyhow::anyhow!("unknown {} `{d}`", if o.axis == Axis::Modality { "modality" } else { "question type" }))).collect::<Result<_>>()?;
     let mut eval_dirs = Vec::new();
     for p in &parts {
