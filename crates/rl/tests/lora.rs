@@ -34,13 +34,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn adapter_weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut w: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &candle_core::Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect();
-    w.sort_by(|a, b| a.0.cmp(&b.0));
-    w
+    common::saved_tensors(&dir.join("adapter_model.safetensors"))
 }
 
 #[test]

@@ -40,3 +40,15 @@ pub fn small(out: &Path) -> TrainConfig {
         ..TrainConfig::default()
     }
 }
+
+/// Every tensor of a safetensors file as (name, flat values), sorted by name: for comparing
+/// saved weights bit for bit.
+pub fn saved_tensors(file: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut w: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(file, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
