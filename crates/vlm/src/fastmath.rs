@@ -110,6 +110,68 @@ pub fn softmax(src: &[f32], row: usize) -> Vec<f32> {
     map_copy(src, row, &|c| dispatch(softmax_rows, softmax_rows_avx2, c, row))
 }
 
+/// Attention probabilities: softmax over each row of `scale * scores + mask`, into a new buffer.
+/// `scores` is [B, H, L, T] and `mask` [B, L, T] (shared by the H heads), both row-major.
+pub fn masked_softmax(scores: &[f32], mask: &[f32], dims: [usize; 4], scale: f32) -> Vec<f32> {
+    let [b, h, l, t] = dims;
+    assert!(t > 0 && scores.len() == b * h * l * t && mask.len() == b * l * t);
+    let rows_per_task = (TASK / t).max(1);
+    let mut out = vec![0f32; scores.len()];
+    out.par_chunks_mut(rows_per_task * t).enumerate().for_each(|(c, o)| {
+        let r0 = c * rows_per_task;
+        for (k, row) in o.chunks_exact_mut(t).enumerate() {
+            let r = r0 + k;
+            let (bi, i) = (r / (h * l), r % l);
+            let src = &scores[r * t..(r + 1) * t];
+            let m = &mask[(bi * l + i) * t..(bi * l + i + 1) * t];
+            for ((d, x), m) in row.iter_mut().zip(src).zip(m) {
+                *d = x * scale + m;
+            }
+        }
+        dispatch(softmax_rows, softmax_rows_avx2, o, t);
+    });
+    out
+}
+
+/// The softmax's backward pass over rows of length `row`: given its output `s` and the gradient `g`
+/// of its output, `scale * s * (g - sum(g * s))` per row, into a new buffer (one pass over each
+/// row pair; `scale` is the factor the scores were multiplied by before the softmax).
+pub fn softmax_backward(s: &[f32], g: &[f32], row: usize, scale: f32) -> Vec<f32> {
+    assert!(row > 0 && s.len() == g.len() && s.len() % row == 0);
+    let chunk = (TASK / row).max(1) * row;
+    let mut out = vec![0f32; s.len()];
+    out.par_chunks_mut(chunk).zip(s.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(o, (s, g))| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports the features the avx2 variant is compiled for.
+                unsafe { softmax_backward_rows_avx2(o, s, g, row, scale) };
+                return;
+            }
+        }
+        softmax_backward_rows(o, s, g, row, scale)
+    });
+    out
+}
+
+#[inline(always)]
+fn softmax_backward_rows(out: &mut [f32], s: &[f32], g: &[f32], row: usize, scale: f32) {
+    for ((o, s), g) in out.chunks_exact_mut(row).zip(s.chunks_exact(row)).zip(g.chunks_exact(row)) {
+        let mut d8 = [0f32; 8];
+        let (mut si, mut gi) = (s.chunks_exact(8), g.chunks_exact(8));
+        for (a, b) in (&mut si).zip(&mut gi) {
+            for j in 0..8 {
+                d8[j] += a[j] * b[j];
+            }
+        }
+        let dot: f32 = d8.iter().sum::<f32>() + si.remainder().iter().zip(gi.remainder()).map(|(a, b)| a * b).sum::<f32>();
+        for ((o, s), g) in o.iter_mut().zip(s).zip(g) {
+            *o = scale * s * (g - dot);
+        }
+    }
+}
+with_avx2!(softmax_backward_rows, softmax_backward_rows_avx2, (out: &mut [f32], s: &[f32], g: &[f32], row: usize, scale: f32));
+
 /// x * sigmoid(alpha x) of `src`, into a new buffer: quick_gelu with alpha = 1.702, SiLU with 1.
 pub fn x_sigmoid(src: &[f32], alpha: f32) -> Vec<f32> {
     map_copy(src, 1, &|c| dispatch(sigmoid_mul, sigmoid_mul_avx2, c, alpha))

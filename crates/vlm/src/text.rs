@@ -270,9 +270,9 @@ impl DecoderLayer {
         let q = q.reshape((b, nkv, rep * l, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
-        let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-        let att = att.reshape((b, nkv, rep, l, t))?.broadcast_add(mask)?;
-        let att = ops::softmax_last_dim(&att)?.reshape((b, nkv, rep * l, t))?;
+        // Heads are numbered kv * rep + r, so [B, nkv, rep * L, T] is [B, heads, L, T] in memory.
+        let att = q.matmul(&k.t()?.contiguous()?)?.reshape((b, nh, l, t))?;
+        let att = ops::attention_softmax(&att, &mask.reshape((b, l, t))?, scale)?.reshape((b, nkv, rep * l, t))?;
         let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?.to_dtype(dtype)?;
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;

@@ -66,6 +66,42 @@ fn layer_norm_gradients() {
 #[test]
 fn softmax_gradients() {
     check("softmax", &[(randn(&[2, 3, 9], 6) * 3.0).unwrap()], |x| ops::softmax_last_dim(&x[0]));
+    // Rows longer than the 8-wide vector loop, with masked (-1e9) positions as in attention.
+    let mask: Vec<f32> = (0..2 * 37).map(|i| if i % 37 > 30 { -1e9 } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(mask, (2, 1, 37), &Device::Cpu).unwrap();
+    check("masked softmax", &[(randn(&[2, 4, 37], 7) * 3.0).unwrap()], |x| ops::softmax_last_dim(&x[0].broadcast_add(&mask)?));
+}
+
+#[test]
+fn attention_softmax_gradients() {
+    // [B=2, H=3, L=4, T=11] scores; causal-style mask per batch row, shared by the heads.
+    let mask: Vec<f32> = (0..2 * 4 * 11).map(|i| if (i % 11) > 7 + (i / 11) % 4 - (i / 44) * 2 { -1e30 } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(mask, (2, 4, 11), &Device::Cpu).unwrap();
+    check("attention softmax", &[(randn(&[2, 3, 4, 11], 10) * 3.0).unwrap()], |x| ops::attention_softmax(&x[0], &mask, 0.35));
+    // Equal to the composition it replaces: softmax(scale * x + mask broadcast over heads).
+    let x = (randn(&[2, 3, 4, 11], 11) * 3.0).unwrap();
+    let fused = ops::attention_softmax(&x, &mask, 0.35).unwrap();
+    let composed = candle_nn::ops::softmax(&(&x * 0.35).unwrap().broadcast_add(&mask.unsqueeze(1).unwrap()).unwrap(), candle_core::D::Minus1).unwrap();
+    assert!(common::rel_err(&common::f32s(&fused), &common::f32s(&composed), |_| true) < 1e-6);
+    // Masked keys get exactly zero probability.
+    let m = common::f32s(&mask.unsqueeze(1).unwrap().broadcast_as((2, 3, 4, 11)).unwrap().contiguous().unwrap());
+    assert!(common::f32s(&fused).iter().zip(&m).all(|(p, m)| *m == 0.0 || *p == 0.0));
+}
+
+#[test]
+fn fused_softmax_backward_equals_candles_composition() {
+    let x = (randn(&[3, 5, 70], 8) * 4.0).unwrap();
+    let r = randn(&[3, 5, 70], 9);
+    let grad_of = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
+        let v = Var::from_tensor(&x).unwrap();
+        let y = f(v.as_tensor()).unwrap();
+        let g = y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+        (common::f32s(&y), common::f32s(g.get(v.as_tensor()).unwrap()))
+    };
+    let (y1, g1) = grad_of(&|t| ops::softmax_last_dim(t));
+    let (y2, g2) = grad_of(&|t| candle_nn::ops::softmax(t, candle_core::D::Minus1));
+    assert!(common::rel_err(&y1, &y2, |_| true) < 1e-6);
+    assert!(common::rel_err(&g1, &g2, |_| true) < 1e-5, "{}", common::rel_err(&g1, &g2, |_| true));
 }
 
 #[test]
