@@ -72,6 +72,15 @@ pub struct DemoArgs {
     /// collapsed the policy onto one letter here).
     #[arg(long, default_value_t = 1e-4)]
     pub grpo_lr: f64,
+    /// GRPO completions per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    pub num_generations: usize,
+    /// GRPO prompts per update.
+    #[arg(long, default_value_t = 2)]
+    pub prompts_per_step: usize,
+    /// GRPO KL coefficient against the warm start (0 keeps no reference model).
+    #[arg(long, default_value_t = 0.0)]
+    pub beta: f64,
 }
 
 fn bar(total: u64, what: &str) -> ProgressBar {
@@ -149,6 +158,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             sft_lr: d.sft_lr,
             grpo_steps: d.grpo_steps,
             grpo_lr: d.grpo_lr,
+            num_generations: d.num_generations,
+            prompts_per_step: d.prompts_per_step,
+            beta: d.beta,
             question_types: "mr,ai,dd,lg,oba".into(),
         });
     }
@@ -173,7 +185,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             other => bail!("--question-types: unknown `{other}` (mr, ai, dd, lg, oba)"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let o = DemoOptions { question_types, out: a.out.clone(), prompt, seed: a.seed, per_cell: a.per_cell, sft_steps: a.sft_steps, sft_records: a.sft_records, sft_lr: a.sft_lr, grpo_steps: a.grpo_steps, grpo_lr: a.grpo_lr, ..DemoOptions::default() };
+    let o = DemoOptions { question_types, out: a.out.clone(), prompt, seed: a.seed, per_cell: a.per_cell, sft_steps: a.sft_steps, sft_records: a.sft_records, sft_lr: a.sft_lr, grpo_steps: a.grpo_steps, grpo_lr: a.grpo_lr, num_generations: a.num_generations, prompts_per_step: a.prompts_per_step, beta: a.beta, ..DemoOptions::default() };
     let mut pb: Option<ProgressBar> = None;
     let summary = demo::run(&o, &mut |e| match e {
         DemoEvent::Phase(p) => {

@@ -45,6 +45,8 @@ pub struct DemoOptions {
     pub grpo_lr: f64,
     pub num_generations: usize,
     pub prompts_per_step: usize,
+    /// GRPO KL coefficient against the warm start.
+    pub beta: f64,
     /// Phantom options in a fixed order (the letter names the class).
     pub fixed_options: bool,
     /// SFT learning rate of the warm start.
@@ -55,9 +57,15 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { out: PathBuf::from("runs/demo"), prompt: PromptVariant::NoThink, seed: 0, per_cell: 30, sft_steps: 80, sft_records: 160, grpo_steps: 900, grpo_lr: 1e-4, num_generations: 8, prompts_per_step: 2, fixed_options: true, sft_lr: 2e-3, question_types: data::QuestionType::ALL.to_vec() }
+        DemoOptions { out: PathBuf::from("runs/demo"), prompt: PromptVariant::NoThink, seed: 0, per_cell: 30, sft_steps: 80, sft_records: 160, grpo_steps: 900, grpo_lr: 1e-4, num_generations: 8, prompts_per_step: 2, beta: 0.0, fixed_options: true, sft_lr: 2e-3, question_types: data::QuestionType::ALL.to_vec() }
     }
 }
+
+/// The tiny model's initial weight scale. With transformers' 0.02 the letter's loss sits on a
+/// plateau at ln 3 for hundreds of updates (attention from the answer to the 16 image tokens among
+/// ~190 stays uniform); at 0.1 SFT on anatomy questions reaches 77% on its training questions in
+/// 150 updates (0.02: 34%, chance).
+const INIT_STD: f64 = 0.1;
 
 /// Writes a randomly initialised tiny Qwen2-VL checkpoint (transformers layout) to `dir`.
 pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
@@ -82,7 +90,7 @@ pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
         std::fs::write(dir.join(name), text)?;
     }
     let parsed = vlm::config::Qwen2VlConfig::from_json(&cfg, &dir.join("config.json")).context("tiny config")?;
-    let model = Qwen2Vl::load(&parsed, &RandomParams::new(DType::F32, Device::Cpu, 0.02, seed))?;
+    let model = Qwen2Vl::load(&parsed, &RandomParams::new(DType::F32, Device::Cpu, INIT_STD, seed))?;
     let tensors = model.params.iter().cloned().collect();
     save_model(dir, dir, vlm::weights::NameLayout::Legacy, DType::F32, &tensors)
 }
@@ -185,7 +193,7 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
         prompt: o.prompt,
         num_generations: o.num_generations,
         max_completion_length: 12,
-        beta: 0.0,
+        beta: o.beta,
         loss_type: LossType::Grpo,
         learning_rate: o.grpo_lr,
         lr_scheduler: Schedule::Constant,
