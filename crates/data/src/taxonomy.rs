@@ -136,6 +136,17 @@ impl QuestionType {
         }
     }
 
+    /// Short code for command lines: mr, ai, dd, lg, oba.
+    pub fn code(self) -> &'static str {
+        match self {
+            QuestionType::ModalityRecognition => "mr",
+            QuestionType::AnatomyIdentification => "ai",
+            QuestionType::DiseaseDiagnosis => "dd",
+            QuestionType::LesionGrading => "lg",
+            QuestionType::OtherBiologicalAttributes => "oba",
+        }
+    }
+
     /// Med-R1's split files are named by the canonical name (`Lesion Grading_test.json`).
     pub fn medr1_stem(self) -> &'static str {
         self.name()
