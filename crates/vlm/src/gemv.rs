@@ -52,6 +52,11 @@ fn to_row_major(out_nm: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
     out
 }
 
+/// Column block of [`gemv_t`]: up to 16384 columns keep the accumulator in L2 while a band of
+/// weight rows streams by, whole rows unbroken (2048-column blocks read a [1536, 8960] weight in
+/// strided 8 KB pieces: 25 GB/s against 30 with whole rows, measured).
+const NB: usize = 16384;
+
 /// The same product with the weight stored transposed: `wt` is [k, n] row-major, `xs` [m, k];
 /// returns [m, n]. Each thread takes a contiguous band of weight rows (one unbroken stream of
 /// memory), accumulates its partial [m, n] product in cache, and the partials are summed.
@@ -64,8 +69,6 @@ pub fn gemv_t(wt: &[f32], k: usize, n: usize, xs: &[f32], m: usize) -> Vec<f32> 
         .map(|b| {
             let (k0, k1) = (b * per, ((b + 1) * per).min(k));
             let mut acc = vec![0f32; m * n];
-            // Column blocks keep the accumulator rows in L1 while the band streams by.
-            const NB: usize = 2048;
             let mut j0 = 0;
             while j0 < n {
                 let nb = NB.min(n - j0);
@@ -324,6 +327,23 @@ mod tests {
                     let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
                     let yt = gemv_t(&wt, k, n, &xs, m);
                     assert!((yt[r * n + j] - want).abs() < 1e-4, "transposed m={m} r={r} j={j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_product_spanning_several_column_blocks() {
+        // n > NB: the accumulator is filled block by block.
+        let (n, k) = (NB + 1000, 6);
+        let wt: Vec<f32> = (0..k * n).map(|i| ((i * 13 % 61) as f32 - 30.0) / 30.0).collect();
+        for m in [1, 2] {
+            let xs: Vec<f32> = (0..m * k).map(|i| (i as f32 - 3.0) / 4.0).collect();
+            let y = gemv_t(&wt, k, n, &xs, m);
+            for r in 0..m {
+                for j in (0..n).step_by(97).chain([NB - 1, NB, n - 1]) {
+                    let want: f32 = (0..k).map(|t| wt[t * n + j] * xs[r * k + t]).sum();
+                    assert!((y[r * n + j] - want).abs() < 1e-4, "m={m} r={r} j={j}");
                 }
             }
         }

@@ -87,17 +87,24 @@ impl Qwen2Vl {
         Ok(Qwen2Vl { cfg: cfg.clone(), visual, text, params })
     }
 
-    /// Stores the vision tower's linear weights transposed ([in, out]) for faster gemm (10-16% per
-    /// matmul at the 2B shapes), one weight at a time (no second copy of the model). The decoder
-    /// keeps [out, in]: decoding streams each weight and the row-major dot-product form reaches
-    /// more memory bandwidth (30 vs 25 GB/s here); at the 2B shape transposing it gained 3% of
-    /// prefill and lost 10% of decode speed (measured). `params` keeps [out, in] views of the same memory, so
+    /// Stores linear weights transposed ([in, out]) for faster gemm in the prefill (10-16% per
+    /// matmul at the 2B shapes), one weight at a time (no second copy of the model): the vision
+    /// tower's, and the decoder's float32 ones but down_proj. Decoding reads them through
+    /// [`crate::gemv::gemv_t`], as fast as the row-major kernel since its accumulator spans whole
+    /// rows (measured at the 2B shape, alternating: prefill 8.08-8.39 s vs 8.59-8.80 s, decode
+    /// 4.58-4.67 vs 4.30-4.38 tokens/s). `params` keeps [out, in] views of the same memory, so
     /// names, shapes and `dump::trainable_copy` are unchanged. Tracked (`Var`) weights are left alone.
     pub fn prepare_for_inference(&mut self) -> Result<()> {
         let index: std::collections::HashMap<String, usize> =
             self.params.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
         let mut updates = Vec::new();
-        for lin in self.visual.linears_mut() {
+        let mut lins = self.visual.linears_mut();
+        // Decoder weights only in float32 (the bfloat16 decode kernel streams [out, in] rows), and
+        // not down_proj, whose [in, out] form gemm runs slower (233 vs 256 GFLOP/s at 258 rows).
+        lins.extend(
+            self.text.linears_mut().into_iter().filter(|l| !l.name.contains("down_proj") && l.weight.dtype() == DType::F32),
+        );
+        for lin in lins {
             if let Some(view) = lin.transpose_for_inference()? {
                 updates.push((lin.name.clone(), view));
             }
