@@ -39,6 +39,13 @@ pub struct TrainArgs {
     pub dtype: String,
 }
 
+/// The demo's default question types as `--question-types` spells them.
+fn demo_question_types() -> String {
+    DemoOptions::default().question_types.iter().map(|q| q.code()).collect::<Vec<_>>().join(",")
+}
+
+// Defaults come from `DemoOptions::default()`, so `medr1 demo` and `medr1 train` with no
+// arguments run the same job.
 #[derive(Args)]
 pub struct DemoArgs {
     /// Output folder: phantoms, checkpoints, metrics.jsonl, summary.json.
@@ -46,47 +53,47 @@ pub struct DemoArgs {
     pub out: PathBuf,
     /// Prompt and format reward. nothink learns fastest here: the answer is a handful of tokens, so
     /// every rollout is cheap and the reward depends on the letter alone.
-    #[arg(long, default_value = "nothink")]
+    #[arg(long, default_value_t = DemoOptions::default().prompt.name().to_string())]
     pub prompt: String,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DemoOptions::default().seed)]
     pub seed: u64,
     /// Phantom questions per (modality, question type) cell (80% train, 20% held out).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = DemoOptions::default().per_cell)]
     pub per_cell: usize,
     /// SFT warm-start updates (16 prompts each): enough for the answer format, not for the answers
     /// (30 leaves held-out accuracy near chance; 80 already reaches ~64% on mr,ai).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DemoOptions::default().sft_steps)]
     pub sft_steps: usize,
     /// Questions in the labelled warm-start slice.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = DemoOptions::default().sft_records)]
     pub sft_records: usize,
     /// SFT warm-start learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = DemoOptions::default().sft_lr)]
     pub sft_lr: f64,
     /// Question types to use, comma-separated: mr, ai, dd, lg, oba. By default modality and anatomy:
     /// the other three hinge on one lesion or 1-3-pixel dots in a 112-pixel image, which this 1 M
     /// parameter model does not learn to see in minutes (300 SFT updates on all five types: 32-35%
     /// held out on those, 82% on modality, 45% on anatomy).
-    #[arg(long, default_value = "mr,ai")]
+    #[arg(long, default_value_t = demo_question_types())]
     pub question_types: String,
     /// GRPO updates (about 0.86 s each here with the defaults).
-    #[arg(long, default_value_t = 480)]
+    #[arg(long, default_value_t = DemoOptions::default().grpo_steps)]
     pub grpo_steps: usize,
     /// GRPO learning rate (a tiny model needs ~1e-4; Med-R1's 1e-6 is for 2B parameters; 3e-4 and
     /// 1e-3 collapsed the policy onto one letter per question here).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = DemoOptions::default().grpo_lr)]
     pub grpo_lr: f64,
     /// GRPO completions per prompt (G). 8 keeps sampling the right letter of prompts the policy is
     /// unsure of for longer than 4 does.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DemoOptions::default().num_generations)]
     pub num_generations: usize,
     /// GRPO prompts per update (2 let the answer prior of whole cells drift and collapse).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DemoOptions::default().prompts_per_step)]
     pub prompts_per_step: usize,
     /// GRPO KL coefficient against the warm start (0 keeps no reference model). Med-R1's 0.04
     /// keeps the letter distribution from collapsing before the image is read (with 0 the entropy
     /// fell 5x in 150 updates and held-out accuracy did not move).
-    #[arg(long, default_value_t = 0.04)]
+    #[arg(long, default_value_t = DemoOptions::default().beta)]
     pub beta: f64,
 }
 
@@ -168,7 +175,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             num_generations: d.num_generations,
             prompts_per_step: d.prompts_per_step,
             beta: d.beta,
-            question_types: d.question_types.iter().map(|q| q.code()).collect::<Vec<_>>().join(","),
+            question_types: demo_question_types(),
         });
     }
     run_training(a, false)

@@ -137,25 +137,17 @@ pub fn masked_softmax(scores: &[f32], mask: &[f32], dims: [usize; 4], scale: f32
 /// of its output, `scale * s * (g - sum(g * s))` per row, into a new buffer (one pass over each
 /// row pair; `scale` is the factor the scores were multiplied by before the softmax).
 pub fn softmax_backward(s: &[f32], g: &[f32], row: usize, scale: f32) -> Vec<f32> {
-    assert!(row > 0 && s.len() == g.len() && s.len() % row == 0);
+    assert!(row > 0 && s.len() == g.len() && s.len().is_multiple_of(row));
     let chunk = (TASK / row).max(1) * row;
     let mut out = vec![0f32; s.len()];
     out.par_chunks_mut(chunk).zip(s.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(o, (s, g))| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports the features the avx2 variant is compiled for.
-                unsafe { softmax_backward_rows_avx2(o, s, g, row, scale) };
-                return;
-            }
-        }
-        softmax_backward_rows(o, s, g, row, scale)
+        dispatch(softmax_backward_rows, softmax_backward_rows_avx2, o, (s, g, row, scale))
     });
     out
 }
 
 #[inline(always)]
-fn softmax_backward_rows(out: &mut [f32], s: &[f32], g: &[f32], row: usize, scale: f32) {
+fn softmax_backward_rows(out: &mut [f32], (s, g, row, scale): (&[f32], &[f32], usize, f32)) {
     for ((o, s), g) in out.chunks_exact_mut(row).zip(s.chunks_exact(row)).zip(g.chunks_exact(row)) {
         let mut d8 = [0f32; 8];
         let (mut si, mut gi) = (s.chunks_exact(8), g.chunks_exact(8));
@@ -170,7 +162,7 @@ fn softmax_backward_rows(out: &mut [f32], s: &[f32], g: &[f32], row: usize, scal
         }
     }
 }
-with_avx2!(softmax_backward_rows, softmax_backward_rows_avx2, (out: &mut [f32], s: &[f32], g: &[f32], row: usize, scale: f32));
+with_avx2!(softmax_backward_rows, softmax_backward_rows_avx2, (out: &mut [f32], args: (&[f32], &[f32], usize, f32)));
 
 /// x * sigmoid(alpha x) of `src`, into a new buffer: quick_gelu with alpha = 1.702, SiLU with 1.
 pub fn x_sigmoid(src: &[f32], alpha: f32) -> Vec<f32> {

@@ -37,8 +37,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// model those element-wise passes took a quarter of the time.
 /// With a mask it is attention's softmax(scale * scores + mask), in the same single passes.
 struct Softmax {
-    /// [B, L, T] additive mask shared by the heads of [B, H, L, T] scores.
-    mask: Option<Vec<f32>>,
+    /// [B, L, T] contiguous float32 additive mask shared by the heads of [B, H, L, T] scores (read
+    /// in place: the decoder's layers share one mask).
+    mask: Option<Tensor>,
     scale: f32,
 }
 
@@ -53,7 +54,13 @@ impl CustomOp1 for Softmax {
         };
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
         let y = match (&self.mask, layout.dims()) {
-            (Some(m), &[bb, h, l, t]) => crate::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale),
+            (Some(mask), &[bb, h, l, t]) => {
+                let (st, ml) = mask.storage_and_layout();
+                let (candle_core::Storage::Cpu(CpuStorage::F32(m)), Some((ma, mb))) = (&*st, ml.contiguous_offsets()) else {
+                    candle_core::bail!("softmax-last-dim: the mask must be a contiguous float32 CPU tensor");
+                };
+                crate::fastmath::masked_softmax(&d[a..b], &m[ma..mb], [bb, h, l, t], self.scale)
+            }
             (Some(_), _) => candle_core::bail!("softmax-last-dim: a masked softmax needs [B, H, L, T] scores"),
             (None, _) => crate::fastmath::softmax(&d[a..b], row),
         };
@@ -76,8 +83,7 @@ pub fn attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<T
     if mask.dims() != [b, l, t] || scores.dtype() != DType::F32 {
         candle_core::bail!("attention_softmax: scores {:?} ({:?}) and mask {:?} do not fit", scores.dims(), scores.dtype(), mask.dims());
     }
-    let mask = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let op = Softmax { mask: Some(mask), scale: scale as f32 };
+    let op = Softmax { mask: Some(mask.to_dtype(DType::F32)?.contiguous()?), scale: scale as f32 };
     if needs_grad(&[scores]) {
         scores.contiguous()?.apply_op1(op)
     } else {

@@ -180,7 +180,7 @@ impl TextModel {
         let (b, l, _) = embeds.dims3()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let total = past + l;
-        // Additive mask [B, 1, 1, L, T]: causal over absolute positions, and no padding keys.
+        // Additive mask [B, L, T] (shared by the heads): causal over absolute positions, and no padding keys.
         // A large finite negative (not -inf) keeps fully masked padding rows finite (no NaN
         // in logits or gradients); those rows are never read.
         let mut m = vec![0f32; b * l * total];
@@ -193,7 +193,7 @@ impl TextModel {
                 }
             }
         }
-        let mask = Tensor::from_vec(m, (b, 1, 1, l, total), embeds.device())?;
+        let mask = Tensor::from_vec(m, (b, l, total), embeds.device())?;
         let cos = cos.to_dtype(DType::F32)?;
         let sin = sin.to_dtype(DType::F32)?;
         let mut x = embeds.clone();
@@ -272,7 +272,7 @@ impl DecoderLayer {
         let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
         // Heads are numbered kv * rep + r, so [B, nkv, rep * L, T] is [B, heads, L, T] in memory.
         let att = q.matmul(&k.t()?.contiguous()?)?.reshape((b, nh, l, t))?;
-        let att = ops::attention_softmax(&att, &mask.reshape((b, l, t))?, scale)?.reshape((b, nkv, rep * l, t))?;
+        let att = ops::attention_softmax(&att, mask, scale)?.reshape((b, nkv, rep * l, t))?;
         let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?.to_dtype(dtype)?;
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;

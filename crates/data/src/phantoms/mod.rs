@@ -168,15 +168,6 @@ pub fn dataset_name(m: Modality) -> String {
     format!("Phantom-{}", m.medr1_stem())
 }
 
-fn qtype_code(q: QuestionType) -> &'static str {
-    match q {
-        QuestionType::ModalityRecognition => "mr",
-        QuestionType::AnatomyIdentification => "ai",
-        QuestionType::DiseaseDiagnosis => "dd",
-        QuestionType::LesionGrading => "lg",
-        QuestionType::OtherBiologicalAttributes => "oba",
-    }
-}
 
 /// A seed for record `i` of a cell, independent of every other record's.
 fn record_seed(seed: u64, m: usize, q: usize, i: usize) -> u64 {
@@ -219,7 +210,7 @@ pub fn plan(cfg: &PhantomConfig) -> Vec<Phantom> {
                     QuestionType::OtherBiologicalAttributes => scene.attribute = value,
                 }
                 let question = if cfg.fixed_options { scene.question_fixed(q, &mut rng) } else { scene.question(q, i % n_options, &mut rng) };
-                let id = format!("phantom-{}-{}-{:05}", m.medr1_stem().to_lowercase(), qtype_code(q), i);
+                let id = format!("phantom-{}-{}-{:05}", m.medr1_stem().to_lowercase(), q.code(), i);
                 let dataset = dataset_name(m);
                 let image = format!("Images/{dataset}/{id}.png");
                 let record = Record {
