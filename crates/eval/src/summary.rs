@@ -107,3 +107,19 @@ impl Summary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// summary.json is read back by resumed runs and reports; a float must come back bit for bit.
+    /// (serde_json's default parser rounds some 17-digit values by one ulp, e.g. this one, which a
+    /// CI run produced; the `float_roundtrip` feature makes parsing exact.)
+    #[test]
+    fn summary_round_trips_through_json_exactly() {
+        let s = Summary { seconds: 0.24748164275000006, format_rate: 100.0 / 3.0, ..Summary::default() };
+        let back: Summary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.seconds.to_bits(), s.seconds.to_bits());
+        assert_eq!(back, s);
+    }
+}
