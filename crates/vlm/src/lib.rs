@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dense;
 pub mod dump;
 pub mod error;
 pub mod fastmath;
@@ -28,6 +29,7 @@ pub mod resample;
 pub mod rope;
 pub mod text;
 pub mod vision;
+pub mod vision_attention;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;

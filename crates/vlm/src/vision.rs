@@ -54,7 +54,31 @@ impl VisionBlock {
         let (n, e) = x.dims2()?;
         let hd = e / self.num_heads;
         let h = self.norm1.forward(x)?;
-        let qkv = self.qkv.forward(&h)?.reshape((n, 3, self.num_heads, hd))?;
+        let qkv = self.qkv.forward(&h)?;
+        let o = if !qkv.track_op() && !cos.track_op() && qkv.device().is_cpu() {
+            self.fused_attention(&qkv, cos, sin, spans)?
+        } else {
+            self.attention(&qkv.reshape((n, 3, self.num_heads, hd))?, cos, sin, spans)?
+        };
+        let x = (x + self.proj.forward(&o.to_dtype(x.dtype())?)?)?;
+        let h = self.norm2.forward(&x)?;
+        let h = self.fc2.forward(&ops::quick_gelu(&self.fc1.forward(&h)?)?)?;
+        x + h
+    }
+
+    /// Inference: [`crate::vision_attention`] on float32 copies of qkv and the rotary tables.
+    fn fused_attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        let (n, e3) = qkv.dims2()?;
+        let hd = e3 / 3 / self.num_heads;
+        let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
+        let o = crate::vision_attention::attention(&flat(qkv)?, self.num_heads, hd, &flat(cos)?, &flat(sin)?, spans);
+        Tensor::from_vec(o, (n, e3 / 3), qkv.device())
+    }
+
+    /// The differentiable attention (training): `qkv` [N, 3, heads, hd]; returns [N, E] in float32.
+    fn attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        let (n, _, _, hd) = qkv.dims4()?;
+        let e = self.num_heads * hd;
         // [N, heads, hd] -> [1, heads, N, hd] so the rotary helper sees [B, H, L, D]. Attention
         // runs in float32 whatever the weights' dtype (candle's CPU bf16 matmul is slow, and
         // float32 accumulation is what PyTorch's bf16 kernels do too).
@@ -89,11 +113,7 @@ impl VisionBlock {
             outs.push(Tensor::cat(&heads, 1)?);
         }
         let o = Tensor::cat(&outs, 2)?; // [1, heads, N, hd]
-        let o = o.squeeze(0)?.transpose(0, 1)?.reshape((n, e))?.to_dtype(x.dtype())?;
-        let x = (x + self.proj.forward(&o)?)?;
-        let h = self.norm2.forward(&x)?;
-        let h = self.fc2.forward(&ops::quick_gelu(&self.fc1.forward(&h)?)?)?;
-        x + h
+        o.squeeze(0)?.transpose(0, 1)?.reshape((n, e))
     }
 }
 
@@ -195,8 +215,10 @@ mod tests {
     use crate::params::{RandomParams, Recorder};
     use candle_core::Device;
 
+    /// The inference kernel and the differentiable composition (with heads grouped or one at a
+    /// time) compute the same attention, over two images.
     #[test]
-    fn head_grouping_does_not_change_the_result() {
+    fn fused_and_differentiable_attention_agree() {
         let cfg = VisionConfig {
             depth: 1,
             embed_dim: 64,
@@ -210,15 +232,19 @@ mod tests {
         };
         let src = RandomParams::new(DType::F32, Device::Cpu, 0.1, 3);
         let mut tower = VisionTower::load(&Recorder::new(&src), &cfg).unwrap();
-        // Two images (6x4 and 4x4 patches): all four heads at once, then one head at a time.
+        // Two images (6x4 and 4x4 patches).
         let grids = [[1, 6, 4], [1, 4, 4]];
-        let px = Tensor::randn(0f32, 1.0, (40, cfg.patch_dim()), &Device::Cpu).unwrap();
-        let all = tower.forward(&px, &grids).unwrap();
-        for b in &mut tower.blocks {
-            b.score_bytes = 1;
+        let spans = [(0, 24), (24, 16)];
+        let (cos, sin) = rope::vision_rotary(&grids, 16, 2, &Device::Cpu).unwrap();
+        let qkv = Tensor::randn(0f32, 2.0, (40, 3 * 64), &Device::Cpu).unwrap();
+        let b = &mut tower.blocks[0];
+        let fused = b.fused_attention(&qkv, &cos, &sin, &spans).unwrap();
+        let grouped = b.attention(&qkv.reshape((40, 3, 4, 16)).unwrap(), &cos, &sin, &spans).unwrap();
+        b.score_bytes = 1;
+        let one = b.attention(&qkv.reshape((40, 3, 4, 16)).unwrap(), &cos, &sin, &spans).unwrap();
+        for other in [grouped, one] {
+            let diff = (&fused - other).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "max difference {diff}");
         }
-        let one = tower.forward(&px, &grids).unwrap();
-        let diff = (all - one).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-5, "max difference {diff}");
     }
 }
