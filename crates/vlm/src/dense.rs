@@ -2,6 +2,8 @@
 //! matmul does not offer: a strided destination, accumulation into a prefilled destination (a bias
 //! added for free), and a choice of threads (one thread per attention head, say).
 
+use candle_core::{DType, Tensor};
+
 /// A row-major (or strided) float32 matrix inside a slice.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
@@ -72,6 +74,59 @@ pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: View, b: View, accumula
     }
 }
 
+/// The contiguous float32 data of a CPU tensor, if it is one.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if !t.is_contiguous() {
+        return None;
+    }
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => Some(f(&v[l.start_offset()..][..t.elem_count()])),
+        _ => None,
+    }
+}
+
+/// `x W^T + b` for untracked float32 CPU tensors, `x` [m, k] and the weight [n, k] (or [k, n] when
+/// `transposed`), with the bias written into the output before the product accumulates onto it:
+/// no separate pass over the output to add it, and no zero-filled output buffer either (candle's
+/// matmul zero-fills its output, then the bias add reads and writes it again). None when the
+/// tensors are of another kind (the caller falls back to candle).
+pub fn linear(x: &Tensor, w: &Tensor, transposed: bool, bias: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
+    let (m, k) = x.dims2()?;
+    let n = w.dim(if transposed { 1 } else { 0 })?;
+    if x.dtype() != DType::F32 || w.dtype() != DType::F32 || bias.is_some_and(|b| b.dtype() != DType::F32) {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    match bias {
+        Some(b) => {
+            let filled = with_f32(b, |b| {
+                for _ in 0..m {
+                    dst.extend_from_slice(b);
+                }
+            });
+            if filled.is_none() {
+                return Ok(None);
+            }
+        }
+        None => dst.resize(m * n, 0.0),
+    }
+    let threads = rayon::current_num_threads();
+    let done = with_f32(&x, |xv| {
+        with_f32(w, |wv| {
+            let wv = View::rows(wv, if transposed { k } else { n }, if transposed { n } else { k });
+            let wv = if transposed { wv } else { wv.t() };
+            matmul(&mut dst, n, View::rows(xv, m, k), wv, bias.is_some(), threads);
+        })
+    })
+    .flatten();
+    if done.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::from_vec(dst, (m, n), x.device())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +146,24 @@ mod tests {
         let bt = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
         matmul(&mut dst, 3, View::rows(&a, 2, 3), View::rows(&bt, 2, 3).t(), true, 2);
         assert_eq!(dst, [8.0, 10.0, 7.0, 20.0, 22.0, 8.0]);
+    }
+
+    #[test]
+    fn linear_with_bias_equals_candles_matmul_plus_bias() {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (37, 19), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (23, 19), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 23, &dev).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        let wt = w.t().unwrap().contiguous().unwrap();
+        for (weight, transposed, bias) in [(&w, false, Some(&b)), (&wt, true, Some(&b)), (&w, false, None)] {
+            let got = linear(&x, weight, transposed, bias).unwrap().unwrap();
+            let want = if bias.is_some() { want.clone() } else { x.matmul(&w.t().unwrap()).unwrap() };
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "{diff}");
+        }
+        // Another dtype is left to candle.
+        assert!(linear(&x.to_dtype(DType::BF16).unwrap(), &w, false, None).unwrap().is_none());
     }
 
     #[test]

@@ -224,6 +224,29 @@ fn sigmoid_mul(data: &mut [f32], alpha: f32) {
 }
 with_simd!(sigmoid_mul, sigmoid_mul_avx2, sigmoid_mul_avx512, (data: &mut [f32], alpha: f32));
 
+/// The gated MLP's activation on a fused gate-and-up output: rows of `src` are [gate (width),
+/// up (width)]; returns rows of silu(gate) * up, into a new buffer.
+pub fn silu_glu(src: &[f32], width: usize) -> Vec<f32> {
+    assert!(width > 0 && src.len().is_multiple_of(2 * width));
+    let rows_per_task = (TASK / width).max(1);
+    let mut out = vec![0f32; src.len() / 2];
+    out.par_chunks_mut(rows_per_task * width).zip(src.par_chunks(rows_per_task * 2 * width)).for_each(|(o, s)| {
+        dispatch(silu_glu_rows, (silu_glu_rows_avx2, silu_glu_rows_avx512), o, (s, width))
+    });
+    out
+}
+
+#[inline(always)]
+fn silu_glu_rows(out: &mut [f32], (src, width): (&[f32], usize)) {
+    for (o, r) in out.chunks_exact_mut(width).zip(src.chunks_exact(2 * width)) {
+        let (g, u) = r.split_at(width);
+        for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
+            *o = g / (1.0 + exp(-g)) * u;
+        }
+    }
+}
+with_simd!(silu_glu_rows, silu_glu_rows_avx2, silu_glu_rows_avx512, (out: &mut [f32], args: (&[f32], usize)));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +287,14 @@ mod tests {
             assert!((r.iter().sum::<f32>() - s).abs() < 1e-5);
             for (a, b) in r.iter().zip(p) {
                 assert!((a / s - b).abs() < 1e-6);
+            }
+        }
+        // silu(gate) * up over rows [gate (5), up (5)].
+        let glu = silu_glu(&orig, 5);
+        for (o, r) in glu.chunks(5).zip(orig.chunks(10)) {
+            for j in 0..5 {
+                let (g, u) = (r[j], r[5 + j]);
+                assert!((o[j] - g / (1.0 + (-g).exp()) * u).abs() < 1e-5);
             }
         }
         let g = x_sigmoid(&orig, 1.702);

@@ -13,6 +13,7 @@ pub mod dense;
 pub mod dump;
 pub mod error;
 pub mod fastmath;
+pub mod fused;
 pub mod gemv;
 pub mod generate;
 pub mod generator;

@@ -94,6 +94,7 @@ impl Qwen2Vl {
     /// rows (measured at the 2B shape, alternating: prefill 8.08-8.39 s vs 8.59-8.80 s, decode
     /// 4.58-4.67 vs 4.30-4.38 tokens/s). `params` keeps [out, in] views of the same memory, so
     /// names, shapes and `dump::trainable_copy` are unchanged. Tracked (`Var`) weights are left alone.
+    /// Then the decoder's q/k/v and gate/up projections are fused (see [`crate::fused`]).
     pub fn prepare_for_inference(&mut self) -> Result<()> {
         let index: std::collections::HashMap<String, usize> =
             self.params.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
@@ -109,6 +110,8 @@ impl Qwen2Vl {
                 updates.push((lin.name.clone(), view));
             }
         }
+        // Then q/k/v and gate/up each become one product (their weights views into it).
+        updates.extend(self.text.fuse_for_inference()?);
         for (name, view) in updates {
             if let Some(&i) = index.get(&name) {
                 self.params[i].1 = view;

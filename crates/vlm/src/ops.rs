@@ -113,6 +113,22 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// silu(gate) * up from a fused gate-and-up output [.., 2I] -> [..., I] (inference, float32).
+pub fn silu_glu(gate_up: &Tensor) -> Result<Tensor> {
+    let mut dims = gate_up.dims().to_vec();
+    let w = *dims.last().unwrap() / 2;
+    *dims.last_mut().unwrap() = w;
+    let x = gate_up.contiguous()?;
+    let v = {
+        let (st, l) = x.storage_and_layout();
+        match &*st {
+            candle_core::Storage::Cpu(CpuStorage::F32(d)) => crate::fastmath::silu_glu(&d[l.start_offset()..][..x.elem_count()], w),
+            _ => candle_core::bail!("silu_glu: float32 CPU tensors only"),
+        }
+    };
+    Tensor::from_vec(v, dims, x.device())
+}
+
 /// Qwen2RMSNorm: normalise in float32, cast back, then scale. The fused kernel serves float32
 /// inference; everything else (gradients, or bf16 where transformers rounds before the scale)
 /// takes the composition.
@@ -238,6 +254,13 @@ impl Linear {
         self.weight.dim(if self.transposed { 1 } else { 0 })
     }
 
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
     /// The weight as [in, out] (a view when stored as [out, in]).
     fn w_in_out(&self) -> Result<Tensor> {
         if self.transposed {
@@ -256,15 +279,17 @@ impl Module for Linear {
         let x2 = x.reshape((rows, in_dim))?;
         let y = if x2.track_op() && !self.weight.track_op() {
             let op = FrozenMatmul { weight: self.weight.clone(), transposed: self.transposed };
-            x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?
+            self.add_bias(x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)?
         } else if x2.track_op() || self.weight.track_op() {
-            x2.matmul(&self.w_in_out()?)?
+            self.add_bias(x2.matmul(&self.w_in_out()?)?)?
+        } else if rows > crate::gemv::MAX_ROWS && !self.bias.as_ref().is_some_and(|b| b.track_op()) {
+            // Inference over many rows: the bias is fused into the product when the tensors allow.
+            match crate::dense::linear(&x2, &self.weight, self.transposed, self.bias.as_ref())? {
+                Some(y) => y,
+                None => self.add_bias(matmul_wt(&x2, &self.weight, self.transposed)?)?,
+            }
         } else {
-            matmul_wt(&x2, &self.weight, self.transposed)?
-        };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+            self.add_bias(matmul_wt(&x2, &self.weight, self.transposed)?)?
         };
         let y = match &self.lora {
             Some(l) => (y + l.delta(&x2)?)?,

@@ -15,6 +15,8 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// q, k and v in one product, for inference (see [`crate::fused`]).
+    qkv: Option<Linear>,
 }
 
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// gate and up in one product, for inference.
+    gate_up: Option<Linear>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,11 +137,13 @@ impl TextModel {
                     k_proj: p.linear(&format!("{n}.self_attn.k_proj"), nkv * hd, d, true)?,
                     v_proj: p.linear(&format!("{n}.self_attn.v_proj"), nkv * hd, d, true)?,
                     o_proj: p.linear(&format!("{n}.self_attn.o_proj"), d, nh * hd, false)?,
+                    qkv: None,
                 },
                 mlp: Mlp {
                     gate_proj: p.linear(&format!("{n}.mlp.gate_proj"), cfg.intermediate_size, d, false)?,
                     up_proj: p.linear(&format!("{n}.mlp.up_proj"), cfg.intermediate_size, d, false)?,
                     down_proj: p.linear(&format!("{n}.mlp.down_proj"), d, cfg.intermediate_size, false)?,
+                    gate_up: None,
                 },
             });
         }
@@ -159,6 +165,26 @@ impl TextModel {
             v.extend([&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
         }
         v
+    }
+
+    /// Fuses each layer's q/k/v and gate/up projections where their weights allow (stored
+    /// [in, out] in float32: see `Qwen2Vl::prepare_for_inference`); returns the parts' new views
+    /// by checkpoint name, for the model's parameter list.
+    pub fn fuse_for_inference(&mut self) -> Result<Vec<(String, Tensor)>> {
+        let mut views = Vec::new();
+        for l in &mut self.layers {
+            let a = &mut l.self_attn;
+            if let Some(f) = crate::fused::fuse(&mut [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj])? {
+                a.qkv = Some(f.linear);
+                views.extend(f.views);
+            }
+            let m = &mut l.mlp;
+            if let Some(f) = crate::fused::fuse(&mut [&mut m.gate_proj, &mut m.up_proj])? {
+                m.gate_up = Some(f.linear);
+                views.extend(f.views);
+            }
+        }
+        Ok(views)
     }
 
     pub fn dtype(&self) -> DType {
@@ -244,9 +270,15 @@ impl DecoderLayer {
         let rep = nh / nkv;
         let h = ops::rms_norm(x, &self.input_layernorm, cfg.rms_norm_eps)?;
         let a = &self.self_attn;
-        let q = a.q_proj.forward(&h)?.reshape((b, l, nh, hd))?.transpose(1, 2)?;
-        let k = a.k_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
-        let v = a.v_proj.forward(&h)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let (q, k, v) = if crate::fused::usable(&a.qkv, &[&a.q_proj, &a.k_proj, &a.v_proj], &h) {
+            let y = a.qkv.as_ref().unwrap().forward(&h)?;
+            (y.narrow(2, 0, nh * hd)?, y.narrow(2, nh * hd, nkv * hd)?, y.narrow(2, (nh + nkv) * hd, nkv * hd)?)
+        } else {
+            (a.q_proj.forward(&h)?, a.k_proj.forward(&h)?, a.v_proj.forward(&h)?)
+        };
+        let q = q.reshape((b, l, nh, hd))?.transpose(1, 2)?;
+        let k = k.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
+        let v = v.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let dtype = q.dtype();
         // Rotary in float32 (transformers' table is float32). k goes back to the cache's dtype;
         // q stays float32: attention runs in float32 whatever the weights' dtype (candle's CPU
@@ -277,8 +309,11 @@ impl DecoderLayer {
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
         let m = &self.mlp;
-        let g = ops::silu(&m.gate_proj.forward(&h)?)?;
-        let u = m.up_proj.forward(&h)?;
-        x + m.down_proj.forward(&(g * u)?)?
+        let gu = if crate::fused::usable(&m.gate_up, &[&m.gate_proj, &m.up_proj], &h) {
+            ops::silu_glu(&m.gate_up.as_ref().unwrap().forward(&h)?)?
+        } else {
+            (ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?
+        };
+        x + m.down_proj.forward(&gu)?
     }
 }
