@@ -74,8 +74,9 @@ pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: View, b: View, accumula
     }
 }
 
-/// The contiguous float32 data of a CPU tensor, if it is one.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+/// Calls `f` on the contiguous float32 data of a CPU tensor, without copying it; None when the
+/// tensor is of another kind or not contiguous.
+pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if !t.is_contiguous() {
         return None;
     }

@@ -70,9 +70,20 @@ impl VisionBlock {
     fn fused_attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         let (n, e3) = qkv.dims2()?;
         let hd = e3 / 3 / self.num_heads;
-        let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
-        let o = crate::vision_attention::attention(&flat(qkv)?, self.num_heads, hd, &flat(cos)?, &flat(sin)?, spans);
-        Tensor::from_vec(o, (n, e3 / 3), qkv.device())
+        let f32_contiguous = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
+        let (qkv, cos, sin) = (f32_contiguous(qkv)?, f32_contiguous(cos)?, f32_contiguous(sin)?);
+        // Read in place: a copy of qkv costs 2-3 ms per block at the 2B shape.
+        let o = crate::dense::with_f32(&qkv, |qkv| {
+            crate::dense::with_f32(&cos, |cos| {
+                crate::dense::with_f32(&sin, |sin| crate::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans))
+            })
+        })
+        .flatten()
+        .flatten();
+        match o {
+            Some(o) => Tensor::from_vec(o, (n, e3 / 3), qkv.device()),
+            None => candle_core::bail!("vision attention: CPU tensors expected"),
+        }
     }
 
     /// The differentiable attention (training): `qkv` [N, 3, heads, hd]; returns [N, E] in float32.
