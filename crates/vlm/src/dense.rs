@@ -41,31 +41,58 @@ impl<'a> View<'a> {
 /// decoder's down_proj at 258 rows took 25.5 ms that way against 22.9 in two bands, best of 6;
 /// no shape measured got slower).
 pub fn matmul(dst: &mut [f32], dst_row_stride: usize, a: View, b: View, accumulate: bool, threads: usize) {
+    // SAFETY: `dst` is a live, initialised, exclusively borrowed slice of `dst.len()` elements.
+    unsafe { matmul_ptr(dst.as_mut_ptr(), dst.len(), dst_row_stride, a, b, accumulate, threads) }
+}
+
+/// A fresh row-major [a.rows, b.cols] buffer holding `a b`, written by gemm without being
+/// zero-filled first (a memory pass saved: 18 MB per decoder layer for gate/up at 258 rows).
+pub fn product(a: View, b: View, threads: usize) -> Vec<f32> {
+    let (m, n) = (a.rows, b.cols);
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    // SAFETY: the capacity covers m * n elements; with `accumulate` false gemm never reads the
+    // destination and writes every element of the [m, n] block (row stride n), so all m * n
+    // elements are initialised when it returns.
+    unsafe {
+        matmul_ptr(dst.spare_capacity_mut().as_mut_ptr() as *mut f32, m * n, n, a, b, false, threads);
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// [`matmul`] on a raw destination of `dst_len` elements.
+///
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` elements (and for reads where `accumulate`, which
+/// then must be initialised) and not accessed by anything else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_ptr(dst: *mut f32, dst_len: usize, dst_row_stride: usize, a: View, b: View, accumulate: bool, threads: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
     a.assert_in_bounds("lhs");
     b.assert_in_bounds("rhs");
-    View { data: dst, rows: m, cols: n, row_stride: dst_row_stride, col_stride: 1 }.assert_in_bounds("dst");
     if m == 0 || n == 0 {
         return;
     }
+    let last = (m - 1) * dst_row_stride + (n - 1);
+    assert!(last < dst_len, "dst: [{m}, {n}] view overruns its {dst_len} elements");
     let bands = threads.clamp(1, n.div_ceil(64));
     if bands == 1 {
-        // SAFETY: the three views were checked to lie inside their slices; `dst` is borrowed
-        // mutably, so it cannot alias `a` or `b`.
-        unsafe { gemm_raw(dst.as_mut_ptr(), dst_row_stride, a, b, accumulate) };
+        // SAFETY: the views were checked to lie inside their buffers; the caller guarantees
+        // exclusive access to `dst`.
+        unsafe { gemm_raw(dst, dst_row_stride, a, b, accumulate) };
         return;
     }
     let width = n.div_ceil(bands);
-    let dst_ptr = SendPtr(dst.as_mut_ptr());
+    let dst_ptr = SendPtr(dst);
     rayon::scope(|scope| {
         for c0 in (0..n).step_by(width) {
             let nb = width.min(n - c0);
             let band = View { data: &b.data[c0 * b.col_stride..], cols: nb, ..b };
             let dst_ptr = &dst_ptr;
             // SAFETY: the whole destination was bounds-checked above, each task writes only
-            // columns c0..c0 + nb of it (disjoint across tasks), and `dst` stays mutably borrowed
-            // (so unaliased) until the scope ends.
+            // columns c0..c0 + nb of it (disjoint across tasks), and the caller's exclusive access
+            // lasts until the scope ends.
             scope.spawn(move |_| unsafe { gemm_raw(dst_ptr.0.add(c0), dst_row_stride, a, band, accumulate) });
         }
     });
@@ -131,25 +158,26 @@ pub fn linear(x: &Tensor, w: &Tensor, transposed: bool, bias: Option<&Tensor>) -
     }
     let x = x.contiguous()?;
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-    match bias {
-        Some(b) => {
-            let filled = with_f32(b, |b| {
-                for _ in 0..m {
-                    dst.extend_from_slice(b);
-                }
-            });
-            if filled.is_none() {
-                return Ok(None);
+    if let Some(b) = bias {
+        let filled = with_f32(b, |b| {
+            for _ in 0..m {
+                dst.extend_from_slice(b);
             }
+        });
+        if filled.is_none() {
+            return Ok(None);
         }
-        None => dst.resize(m * n, 0.0),
     }
     let threads = rayon::current_num_threads();
     let done = with_f32(&x, |xv| {
         with_f32(w, |wv| {
             let wv = View::rows(wv, if transposed { k } else { n }, if transposed { n } else { k });
             let wv = if transposed { wv } else { wv.t() };
-            matmul(&mut dst, n, View::rows(xv, m, k), wv, bias.is_some(), threads);
+            if bias.is_some() {
+                matmul(&mut dst, n, View::rows(xv, m, k), wv, true, threads);
+            } else {
+                dst = product(View::rows(xv, m, k), wv, threads);
+            }
         })
     })
     .flatten();
@@ -196,6 +224,11 @@ mod tests {
             let mut dst = vec![1.0f32; m * n];
             matmul(&mut dst, n, View::rows(&a, m, k), View::rows(&b, k, n), true, threads);
             assert_eq!(dst, want, "{threads} bands");
+        }
+        // A fresh product (never zero-filled) is the same less the prefill.
+        for threads in [1, 2] {
+            let fresh = product(View::rows(&a, m, k), View::rows(&b, k, n), threads);
+            assert!(fresh.iter().zip(&want).all(|(f, w)| f + 1.0 == *w));
         }
     }
 
