@@ -55,6 +55,8 @@ pub struct DemoArgs {
     /// every rollout is cheap and the reward depends on the letter alone.
     #[arg(long, default_value_t = DemoOptions::default().prompt.name().to_string())]
     pub prompt: String,
+    /// Seed of the phantoms, the train/test split, the initial weights and the sampling: another
+    /// seed is another whole run.
     #[arg(long, default_value_t = DemoOptions::default().seed)]
     pub seed: u64,
     /// Phantom questions per (modality, question type) cell (80% train, 20% held out).

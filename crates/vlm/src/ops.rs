@@ -119,14 +119,10 @@ pub fn silu_glu(gate_up: &Tensor) -> Result<Tensor> {
     let w = *dims.last().unwrap() / 2;
     *dims.last_mut().unwrap() = w;
     let x = gate_up.contiguous()?;
-    let v = {
-        let (st, l) = x.storage_and_layout();
-        match &*st {
-            candle_core::Storage::Cpu(CpuStorage::F32(d)) => crate::fastmath::silu_glu(&d[l.start_offset()..][..x.elem_count()], w),
-            _ => candle_core::bail!("silu_glu: float32 CPU tensors only"),
-        }
-    };
-    Tensor::from_vec(v, dims, x.device())
+    match crate::dense::with_f32(&x, |v| crate::fastmath::silu_glu(v, w)) {
+        Some(v) => Tensor::from_vec(v, dims, x.device()),
+        None => candle_core::bail!("silu_glu: float32 CPU tensors only"),
+    }
 }
 
 /// Qwen2RMSNorm: normalise in float32, cast back, then scale. The fused kernel serves float32

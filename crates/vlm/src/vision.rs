@@ -66,13 +66,13 @@ impl VisionBlock {
         x + h
     }
 
-    /// Inference: [`crate::vision_attention`] on float32 copies of qkv and the rotary tables.
+    /// Inference: [`crate::vision_attention`] on qkv and the rotary tables (float32, read in place).
     fn fused_attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         let (n, e3) = qkv.dims2()?;
         let hd = e3 / 3 / self.num_heads;
         let f32_contiguous = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
         let (qkv, cos, sin) = (f32_contiguous(qkv)?, f32_contiguous(cos)?, f32_contiguous(sin)?);
-        // Read in place: a copy of qkv costs 2-3 ms per block at the 2B shape.
+        // Read in place: a copy of qkv cost 2-3 ms per block at the 2B shape.
         let o = crate::dense::with_f32(&qkv, |qkv| {
             crate::dense::with_f32(&cos, |cos| {
                 crate::dense::with_f32(&sin, |sin| crate::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans))
