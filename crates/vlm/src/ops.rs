@@ -55,11 +55,10 @@ impl CustomOp1 for Softmax {
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
         let y = match (&self.mask, layout.dims()) {
             (Some(mask), &[bb, h, l, t]) => {
-                let (st, ml) = mask.storage_and_layout();
-                let (candle_core::Storage::Cpu(CpuStorage::F32(m)), Some((ma, mb))) = (&*st, ml.contiguous_offsets()) else {
-                    candle_core::bail!("softmax-last-dim: the mask must be a contiguous float32 CPU tensor");
-                };
-                crate::fastmath::masked_softmax(&d[a..b], &m[ma..mb], [bb, h, l, t], self.scale)
+                match crate::dense::with_f32(mask, |m| crate::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale)) {
+                    Some(y) => y,
+                    None => candle_core::bail!("softmax-last-dim: the mask must be a contiguous float32 CPU tensor"),
+                }
             }
             (Some(_), _) => candle_core::bail!("softmax-last-dim: a masked softmax needs [B, H, L, T] scores"),
             (None, _) => crate::fastmath::softmax(&d[a..b], row),
@@ -94,12 +93,9 @@ pub fn attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<T
 /// Applies a float32 kernel (input slice -> new buffer) to `x` (inference only: no gradient).
 fn map_f32(x: &Tensor, f: impl Fn(&[f32]) -> Vec<f32>) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let v = {
-        let (st, l) = x.storage_and_layout();
-        match &*st {
-            candle_core::Storage::Cpu(CpuStorage::F32(d)) => f(&d[l.start_offset()..l.start_offset() + l.shape().elem_count()]),
-            _ => f(&x.flatten_all()?.to_vec1::<f32>()?),
-        }
+    let v = match crate::dense::with_f32(&x, &f) {
+        Some(v) => v,
+        None => f(&x.flatten_all()?.to_vec1::<f32>()?),
     };
     Tensor::from_vec(v, x.shape(), x.device())
 }
@@ -304,11 +300,9 @@ fn matmul_wt(x: &Tensor, w: &Tensor, transposed: bool) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let n = w.dim(if transposed { 1 } else { 0 })?;
     if m <= crate::gemv::MAX_ROWS && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous() {
-        let (st, l) = w.storage_and_layout();
-        if let candle_core::Storage::Cpu(CpuStorage::F32(wv)) = &*st {
-            let wv = &wv[l.start_offset()..l.start_offset() + n * k];
-            let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-            let y = if transposed { crate::gemv::gemv_t(wv, k, n, &xv, m) } else { crate::gemv::gemv(wv, n, k, &xv, m) };
+        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let y = crate::dense::with_f32(w, |wv| if transposed { crate::gemv::gemv_t(wv, k, n, &xv, m) } else { crate::gemv::gemv(wv, n, k, &xv, m) });
+        if let Some(y) = y {
             return Tensor::from_vec(y, (m, n), x.device());
         }
     }
