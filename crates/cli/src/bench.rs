@@ -66,7 +66,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;
     let n_params: usize = model.params.iter().map(|(_, t)| t.elem_count()).sum();
-    eprintln!("{} shape: {:.3} B parameters, built in {:.1}s", a.shape, n_params as f64 / 1e9, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{} shape: {:.3} B parameters, built in {:.1}s",
+        a.shape,
+        n_params as f64 / 1e9,
+        t0.elapsed().as_secs_f64()
+    );
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let img = RgbImage { width: 384, height: 384, data: (0..384 * 384 * 3).map(|_| rng.random::<u8>()).collect() };
@@ -81,8 +86,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
     ids.push(cfg.vision_end_token_id);
     ids.extend_from_slice(&text[10..]);
     let n = ids.len();
-    let px = candle_core::Tensor::from_vec(pi.patches.clone(), (pi.grid_thw.iter().product::<usize>(), cfg.vision.patch_dim()), &candle_core::Device::Cpu)?;
-    let batch = Batch { input_ids: vec![ids], attention_mask: vec![vec![1; n]], pixel_values: Some(px), image_grid_thw: vec![pi.grid_thw] };
+    let px = candle_core::Tensor::from_vec(
+        pi.patches.clone(),
+        (pi.grid_thw.iter().product::<usize>(), cfg.vision.patch_dim()),
+        &candle_core::Device::Cpu,
+    )?;
+    let batch = Batch {
+        input_ids: vec![ids],
+        attention_mask: vec![vec![1; n]],
+        pixel_values: Some(px),
+        image_grid_thw: vec![pi.grid_thw],
+    };
     eprintln!("prompt tokens {n}, image tokens {n_img}");
 
     // The prefill as generation runs it: the prompt's forward and the next token's logits. The
@@ -128,9 +142,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         0.0
     };
     if a.json {
-        println!("{}", json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
+        println!(
+            "{}",
+            json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
             "shape": a.shape, "dtype": a.dtype, "new_tokens": a.new_tokens, "threads": a.threads,
-            "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f")}));
+            "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f")})
+        );
     } else {
         println!("RESULT shape={} dtype={} prefill_s={prefill:.2} prefill_all_logits_s={prefill_all:.2} generate_{}_s={total:.2} decode_tok_per_s={decode_tps:.3}", a.shape, a.dtype, a.new_tokens);
     }

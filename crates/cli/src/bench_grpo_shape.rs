@@ -25,7 +25,10 @@ use vlm::{PreprocessorConfig, Qwen2Vl};
 /// Peak resident memory of this process so far (VmHWM), in GiB.
 pub fn peak_rss_gib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
 }
 
 pub struct ShapeBench {
@@ -44,7 +47,8 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
     let cfg = crate::bench::config_for(&b.shape)?;
     let bf16 = b.lora.as_ref().is_some_and(|l| l.base_bf16);
     let t0 = Instant::now();
-    let start = Qwen2Vl::load(&cfg, &RandomParams::new(if bf16 { DType::BF16 } else { DType::F32 }, Device::Cpu, 0.02, 0))?;
+    let start =
+        Qwen2Vl::load(&cfg, &RandomParams::new(if bf16 { DType::BF16 } else { DType::F32 }, Device::Cpu, 0.02, 0))?;
     let mut policy = match &b.lora {
         Some(l) => Policy::new_lora(&start, l, 0)?,
         None => Policy::new(&start, false)?,
@@ -63,7 +67,8 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let img = RgbImage { width: 384, height: 384, data: (0..384 * 384 * 3).map(|_| rng.random::<u8>()).collect() };
-    let pi = ImageProcessor::new(PreprocessorConfig { min_pixels: 3136, max_pixels: 401408, ..Default::default() }).process(&img)?;
+    let pi = ImageProcessor::new(PreprocessorConfig { min_pixels: 3136, max_pixels: 401408, ..Default::default() })
+        .process(&img)?;
     let n_img = pi.n_tokens(2);
     let vocab_text = (cfg.text.vocab_size as u32).min(150000).min(cfg.vision_start_token_id);
     let mut ids: Vec<u32> = (0..10).map(|_| rng.random_range(0..vocab_text)).collect();
@@ -94,12 +99,34 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
     let rollout_s = t.elapsed().as_secs_f64();
     let completion_ids: Vec<Vec<u32>> = gens.iter().map(|x| x.tokens.clone()).collect();
     let (batch, completion_mask) = append_completions(&prompt, &completion_ids, 0);
-    let ro = Rollout { prompt_len: prompt.len(), batch, completion_mask, texts: vec![String::new(); g], truncated: vec![true; g], completion_ids };
+    let ro = Rollout {
+        prompt_len: prompt.len(),
+        batch,
+        completion_mask,
+        texts: vec![String::new(); g],
+        truncated: vec![true; g],
+        completion_ids,
+    };
     let rewards: Vec<f32> = (0..g).map(|r| (r % 2) as f32).collect();
     let adv = advantages(&rewards, g, ScaleRewards::Group);
-    let mut opt = AdamW::new(policy.vars.clone(), AdamWConfig { lr: 1e-6, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })?;
-    let loss = LossConfig { loss_type: LossType::Grpo, beta: b.beta, epsilon_low: 0.2, epsilon_high: 0.2, max_completion_length: b.completion_length };
-    let ucfg = UpdateConfig { loss: &loss, num_iterations: 1, max_grad_norm: 1.0, mask_truncated: false, micro_batch_size: b.micro_batch_size };
+    let mut opt = AdamW::new(
+        policy.vars.clone(),
+        AdamWConfig { lr: 1e-6, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+    )?;
+    let loss = LossConfig {
+        loss_type: LossType::Grpo,
+        beta: b.beta,
+        epsilon_low: 0.2,
+        epsilon_high: 0.2,
+        max_completion_length: b.completion_length,
+    };
+    let ucfg = UpdateConfig {
+        loss: &loss,
+        num_iterations: 1,
+        max_grad_norm: 1.0,
+        mask_truncated: false,
+        micro_batch_size: b.micro_batch_size,
+    };
     let t = Instant::now();
     let stats = update(&mut policy, reference.as_ref(), &mut opt, &ro, &adv, &vec![true; g], &ucfg, 1e-6)?;
     let update_s = t.elapsed().as_secs_f64();

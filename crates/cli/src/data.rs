@@ -110,7 +110,9 @@ pub fn run(a: DataArgs) -> Result<()> {
 
 fn bar(total: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total as u64);
-    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap(),
+    );
     pb.set_message(what.to_string());
     pb
 }
@@ -125,7 +127,15 @@ fn phantoms(a: PhantomsArgs) -> Result<()> {
     let records = phantoms::generate(&a.out, &cfg, &|done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     let refs: Vec<_> = records.iter().collect();
-    println!("{} phantom records ({}x{} px, seed {}) in {:.1} s -> {}", records.len(), a.size, a.size, a.seed, t0.elapsed().as_secs_f64(), a.out.display());
+    println!(
+        "{} phantom records ({}x{} px, seed {}) in {:.1} s -> {}",
+        records.len(),
+        a.size,
+        a.size,
+        a.seed,
+        t0.elapsed().as_secs_f64(),
+        a.out.display()
+    );
     print!("{}", Stats::table(&refs));
     Ok(())
 }
@@ -139,7 +149,13 @@ fn split(a: SplitArgs) -> Result<()> {
         eprintln!("skipped: {p}");
     }
     let written = split::write_protocols(&ds.records, &a.omnimedvqa, &a.out, a.seed)?;
-    println!("{} usable records ({} skipped), seed {} -> {}", ds.records.len(), ds.problems.len(), a.seed, a.out.display());
+    println!(
+        "{} usable records ({} skipped), seed {} -> {}",
+        ds.records.len(),
+        ds.problems.len(),
+        a.seed,
+        a.out.display()
+    );
     for (name, train, test) in written {
         println!("  {name:<40} train {train:>6}  test {test:>6}");
     }
@@ -148,7 +164,8 @@ fn split(a: SplitArgs) -> Result<()> {
 }
 
 fn read(path: &std::path::Path, images: Option<PathBuf>, check: bool) -> Result<data::Dataset> {
-    source::load(path, &ReadOptions { image_root: images, check_images: check }).with_context(|| format!("cannot read {}", path.display()))
+    source::load(path, &ReadOptions { image_root: images, check_images: check })
+        .with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn stats(a: StatsArgs) -> Result<()> {
@@ -170,7 +187,8 @@ fn show(a: ShowArgs) -> Result<()> {
         bail!("{}: no usable records to show ({} problems)", a.path.display(), ds.problems.len());
     }
     let picked = contact_sheet::pick_samples(&ds.records, a.n);
-    let sheet = contact_sheet::render(&picked, &SheetOptions { tile: a.tile, columns: a.columns, ..Default::default() })?;
+    let sheet =
+        contact_sheet::render(&picked, &SheetOptions { tile: a.tile, columns: a.columns, ..Default::default() })?;
     sheet.save(&a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
     println!("{} records -> {} ({}x{})", picked.len(), a.out.display(), sheet.width(), sheet.height());
     Ok(())

@@ -88,18 +88,25 @@ pub struct EvalArgs {
 
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("`{s}`: give WxH, e.g. 384x384"))?;
-    let p = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| format!("`{s}`: give WxH with positive integers"));
+    let p = |v: &str| {
+        v.trim().parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| format!("`{s}`: give WxH with positive integers"))
+    };
     Ok((p(w)?, p(h)?))
 }
 
 fn progress_bar() -> ProgressBar {
     let pb = ProgressBar::new(0);
-    pb.set_style(ProgressStyle::with_template("eval {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template("eval {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").unwrap(),
+    );
     pb
 }
 
 pub fn print_summary(s: &Summary) {
-    println!("accuracy {:.1}% on {} questions (lenient {:.1}%, format rate {:.1}%, {} failed)", s.overall.accuracy, s.overall.n, s.lenient.overall.accuracy, s.format_rate, s.failed);
+    println!(
+        "accuracy {:.1}% on {} questions (lenient {:.1}%, format rate {:.1}%, {} failed)",
+        s.overall.accuracy, s.overall.n, s.lenient.overall.accuracy, s.format_rate, s.failed
+    );
     for (title, m) in [("modality", &s.by_modality), ("question type", &s.by_question_type)] {
         for (k, a) in m {
             println!("  {title:<13} {k:<28} {:>5.1}%  (n={})", a.accuracy, a.n);
@@ -118,13 +125,21 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let backend: &dyn Backend = match (&a.model, &a.endpoint) {
         (Some(m), None) => {
             ck = Checkpoint::open(m, crate::ask::parse_dtype(&a.dtype)?)?;
-            local = Local { checkpoint: &ck, name: m.display().to_string(), batch_size: a.batch_size, max_new_tokens: a.max_new_tokens };
+            local = Local {
+                checkpoint: &ck,
+                name: m.display().to_string(),
+                batch_size: a.batch_size,
+                max_new_tokens: a.max_new_tokens,
+            };
             &local
         }
         (None, Some(url)) => {
-            let served_model = a.served_model.clone().context("--endpoint needs --served-model (the model name the server knows)")?;
+            let served_model =
+                a.served_model.clone().context("--endpoint needs --served-model (the model name the server knows)")?;
             let api_key = match &a.api_key_env {
-                Some(var) => Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?),
+                Some(var) => {
+                    Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?)
+                }
                 None => None,
             };
             endpoint = Endpoint::new(EndpointOptions {
@@ -147,19 +162,32 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         pb.set_length(p.total as u64);
         pb.set_position(p.done as u64);
         let acc = if p.scored == 0 { 0.0 } else { 100.0 * p.correct as f64 / p.scored as f64 };
-        pb.set_message(format!("accuracy {acc:.1}%{}", if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() }));
+        pb.set_message(format!(
+            "accuracy {acc:.1}%{}",
+            if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() }
+        ));
         if p.resumed > 0 && p.done == p.resumed {
             // Said on stderr even when no bar is drawn (not a terminal), so logs show it.
             pb.suspend(|| eprintln!("resuming: {} records already answered in {}", p.resumed, a.out.display()));
         }
     };
-    let o = RunOptions { variant: a.prompt, out: a.out.clone(), resize: a.resize, limit: a.limit, data: a.data.display().to_string(), train_domain: a.train_domain.clone() };
+    let o = RunOptions {
+        variant: a.prompt,
+        out: a.out.clone(),
+        resize: a.resize,
+        limit: a.limit,
+        data: a.data.display().to_string(),
+        train_domain: a.train_domain.clone(),
+    };
     let s = run(backend, &records, &o, &mut on)?;
     pb.finish_and_clear();
     print_summary(&s);
     println!("predictions.jsonl and summary.json in {}", a.out.display());
     if s.failed > 0 {
-        eprintln!("{} records failed (their errors are in predictions.jsonl); rerun the same command to retry them", s.failed);
+        eprintln!(
+            "{} records failed (their errors are in predictions.jsonl); rerun the same command to retry them",
+            s.failed
+        );
     }
     Ok(())
 }
@@ -188,7 +216,8 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let diff = match &a.diff {
         Some(d) => {
             let (x, y) = d.split_once(',').context("--diff takes two prompt variants: A,B")?;
-            let name = |v: &str| v.trim().parse::<PromptVariant>().map(|p| p.name().to_string()).map_err(anyhow::Error::msg);
+            let name =
+                |v: &str| v.trim().parse::<PromptVariant>().map(|p| p.name().to_string()).map_err(anyhow::Error::msg);
             Some((name(x)?, name(y)?))
         }
         None => None,

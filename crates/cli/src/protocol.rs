@@ -52,7 +52,12 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
         t => bail!("--trainer must be grpo or sft, got `{t}`"),
     };
     let mut base = match trainer {
-        Trainer::Sft => TrainConfig { learning_rate: 2e-5, lr_scheduler: Schedule::Cosine, warmup_ratio: 0.1, ..TrainConfig::default() },
+        Trainer::Sft => TrainConfig {
+            learning_rate: 2e-5,
+            lr_scheduler: Schedule::Cosine,
+            warmup_ratio: 0.1,
+            ..TrainConfig::default()
+        },
         Trainer::Grpo => TrainConfig::default(),
     };
     if bundled {
@@ -70,14 +75,42 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
         let warm = out.join("warm-start");
         if !warm.join("model.safetensors").exists() {
             eprintln!("== SFT warm start of the tiny model (80 updates on 160 questions of seed 1)");
-            let slice: Vec<data::Record> = phantoms::generate(&out.join("warm-start-phantoms"), &PhantomConfig { per_cell: 4, size: 112, seed: 1, fixed_options: true }, &|_, _| {})?;
-            let cfg = TrainConfig { model: init.clone(), out: warm.clone(), learning_rate: 2e-3, lr_scheduler: Schedule::Cosine, warmup_ratio: 0.1, prompts_per_step: 16, max_steps: 80, ..small.clone() };
-            rl::trainer::train_sft(vlm::Checkpoint::open(&init, candle_core::DType::F32)?, &slice, &cfg, false, &mut |_| true)?;
+            let slice: Vec<data::Record> = phantoms::generate(
+                &out.join("warm-start-phantoms"),
+                &PhantomConfig { per_cell: 4, size: 112, seed: 1, fixed_options: true },
+                &|_, _| {},
+            )?;
+            let cfg = TrainConfig {
+                model: init.clone(),
+                out: warm.clone(),
+                learning_rate: 2e-3,
+                lr_scheduler: Schedule::Cosine,
+                warmup_ratio: 0.1,
+                prompts_per_step: 16,
+                max_steps: 80,
+                ..small.clone()
+            };
+            rl::trainer::train_sft(
+                vlm::Checkpoint::open(&init, candle_core::DType::F32)?,
+                &slice,
+                &cfg,
+                false,
+                &mut |_| true,
+            )?;
         }
         init = warm;
         base = match trainer {
             Trainer::Sft => TrainConfig { learning_rate: 1e-3, prompts_per_step: 16, max_steps: 20, ..small },
-            Trainer::Grpo => TrainConfig { learning_rate: 1e-4, lr_scheduler: Schedule::Constant, prompts_per_step: 2, num_generations: 8, max_completion_length: 12, beta: 0.0, max_steps: 20, ..small },
+            Trainer::Grpo => TrainConfig {
+                learning_rate: 1e-4,
+                lr_scheduler: Schedule::Constant,
+                prompts_per_step: 2,
+                num_generations: 8,
+                max_completion_length: 12,
+                beta: 0.0,
+                max_steps: 20,
+                ..small
+            },
         };
         a.train.model = Some(init);
         a.train.data = Some(ph);
@@ -102,7 +135,11 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
         train: cfg,
         out: out.clone(),
         split_seed: a.split_seed,
-        domains: a.domains.as_deref().map(|d| d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+        domains: a
+            .domains
+            .as_deref()
+            .map(|d| d.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default(),
         test_limit: a.test_limit,
         eval_batch_size: a.eval_batch_size,
         eval_max_new_tokens: a.eval_max_new_tokens,
@@ -117,7 +154,9 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
             eprintln!("== {d}: training on {n} questions");
         }
         ProtocolEvent::Step(v) => {
-            let b = pb.get_or_insert_with(|| ProgressBar::new(v["total_steps"].as_u64().unwrap_or(0)).with_style(style.clone()));
+            let b = pb.get_or_insert_with(|| {
+                ProgressBar::new(v["total_steps"].as_u64().unwrap_or(0)).with_style(style.clone())
+            });
             b.set_position(v["step"].as_u64().unwrap_or(0));
             b.set_message(match v.get("reward").and_then(|r| r.as_f64()) {
                 Some(r) => format!("train reward {r:.2}"),
@@ -128,14 +167,18 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
             let b = pb.get_or_insert_with(|| ProgressBar::new(p.total as u64).with_style(style.clone()));
             b.set_length(p.total as u64);
             b.set_position(p.done as u64);
-            b.set_message(format!("test accuracy {:.1}%", if p.scored == 0 { 0.0 } else { 100.0 * p.correct as f64 / p.scored as f64 }));
+            b.set_message(format!(
+                "test accuracy {:.1}%",
+                if p.scored == 0 { 0.0 } else { 100.0 * p.correct as f64 / p.scored as f64 }
+            ));
         }
         ProtocolEvent::Row(d, s) => {
             if let Some(b) = pb.take() {
                 b.finish_and_clear();
             }
             let axis = s.by_axis(o.axis);
-            let cells: Vec<String> = axis.iter().map(|(k, v)| format!("{} {:.0}", eval::report::short_name(k), v.accuracy)).collect();
+            let cells: Vec<String> =
+                axis.iter().map(|(k, v)| format!("{} {:.0}", eval::report::short_name(k), v.accuracy)).collect();
             eprintln!("   trained on {d}: {}", cells.join(", "));
         }
     })?;

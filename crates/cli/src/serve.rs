@@ -49,7 +49,10 @@ pub struct ServeArgs {
 pub fn run(a: ServeArgs) -> Result<()> {
     let ck = Checkpoint::open(&a.model, parse_dtype(&a.dtype)?)?;
     let served_model = a.served_model.clone().unwrap_or_else(|| {
-        std::fs::canonicalize(&a.model).ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "medr1".into())
+        std::fs::canonicalize(&a.model)
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "medr1".into())
     });
     if let Some(d) = &a.allow_local_files {
         anyhow::ensure!(d.is_dir(), "--allow-local-files {}: not a folder", d.display());
@@ -66,10 +69,14 @@ pub fn run(a: ServeArgs) -> Result<()> {
         max_image_pixels: a.max_image_pixels,
         default_max_tokens: a.default_max_tokens,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let running = serve::start(ck, &opts, shutdown_signal()).await?;
-        eprintln!("serving `{}` on http://{} (Ctrl-C to stop; in-flight requests finish first)", opts.served_model, running.addr);
+        eprintln!(
+            "serving `{}` on http://{} (Ctrl-C to stop; in-flight requests finish first)",
+            opts.served_model, running.addr
+        );
         running.wait().await;
         eprintln!("stopped");
         Ok(())

@@ -101,7 +101,9 @@ pub struct DemoArgs {
 
 fn bar(total: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
-    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}]").unwrap(),
+    );
     pb.set_message(what.to_string());
     pb
 }
@@ -124,7 +126,13 @@ fn toml_string(s: &str) -> String {
 fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     let base = if sft {
         // The SFT baseline's own defaults: lr 2e-5, cosine, 10% warmup.
-        TrainConfig { learning_rate: 2e-5, lr_scheduler: Schedule::Cosine, warmup_ratio: 0.1, out: PathBuf::from("runs/sft"), ..TrainConfig::default() }
+        TrainConfig {
+            learning_rate: 2e-5,
+            lr_scheduler: Schedule::Cosine,
+            warmup_ratio: 0.1,
+            out: PathBuf::from("runs/sft"),
+            ..TrainConfig::default()
+        }
     } else {
         TrainConfig::default()
     };
@@ -140,7 +148,8 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     let ck = Checkpoint::open(&cfg.model, crate::ask::parse_dtype(&a.dtype)?)?;
     std::fs::create_dir_all(&cfg.out)?;
     std::fs::write(cfg.out.join("train_config.toml"), cfg.to_toml())?;
-    let total = if cfg.max_steps > 0 { cfg.max_steps } else { (cfg.epochs * records.len()).div_ceil(cfg.prompts_per_step) };
+    let total =
+        if cfg.max_steps > 0 { cfg.max_steps } else { (cfg.epochs * records.len()).div_ceil(cfg.prompts_per_step) };
     let pb = bar(total as u64, if sft { "sft" } else { "grpo" });
     let mut on = |v: &Value| {
         pb.set_position(v["step"].as_u64().unwrap_or(0));
@@ -154,9 +163,18 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
         }
         true
     };
-    let state = if sft { rl::trainer::train_sft(ck, &records, &cfg, a.resume, &mut on)? } else { rl::trainer::train_grpo(ck, &records, &cfg, a.resume, &mut on)? };
+    let state = if sft {
+        rl::trainer::train_sft(ck, &records, &cfg, a.resume, &mut on)?
+    } else {
+        rl::trainer::train_grpo(ck, &records, &cfg, a.resume, &mut on)?
+    };
     pb.finish_and_clear();
-    println!("{} updates done ({} records skipped); checkpoint and metrics.jsonl in {}", state.step, state.skipped_records, cfg.out.display());
+    println!(
+        "{} updates done ({} records skipped); checkpoint and metrics.jsonl in {}",
+        state.step,
+        state.skipped_records,
+        cfg.out.display()
+    );
     Ok(())
 }
 
@@ -197,7 +215,22 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             None => bail!("--question-types: unknown `{}` (mr, ai, dd, lg, oba)", c.trim()),
         })
         .collect::<Result<Vec<_>>>()?;
-    let o = DemoOptions { question_types, out: a.out.clone(), prompt, seed: a.seed, per_cell: a.per_cell, sft_steps: a.sft_steps, sft_records: a.sft_records, sft_lr: a.sft_lr, grpo_steps: a.grpo_steps, grpo_lr: a.grpo_lr, num_generations: a.num_generations, prompts_per_step: a.prompts_per_step, beta: a.beta, ..DemoOptions::default() };
+    let o = DemoOptions {
+        question_types,
+        out: a.out.clone(),
+        prompt,
+        seed: a.seed,
+        per_cell: a.per_cell,
+        sft_steps: a.sft_steps,
+        sft_records: a.sft_records,
+        sft_lr: a.sft_lr,
+        grpo_steps: a.grpo_steps,
+        grpo_lr: a.grpo_lr,
+        num_generations: a.num_generations,
+        prompts_per_step: a.prompts_per_step,
+        beta: a.beta,
+        ..DemoOptions::default()
+    };
     let mut pb: Option<ProgressBar> = None;
     let summary = demo::run(&o, &mut |e| match e {
         DemoEvent::Phase(p) => {
@@ -210,7 +243,11 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             let b = pb.get_or_insert_with(|| bar(v["total_steps"].as_u64().unwrap_or(0), kind));
             b.set_position(v["step"].as_u64().unwrap_or(0));
             match kind {
-                "grpo" => b.set_message(format!("grpo reward {:.2} sampled acc {:.2}", v["reward"].as_f64().unwrap_or(0.0), v["accuracy"].as_f64().unwrap_or(0.0))),
+                "grpo" => b.set_message(format!(
+                    "grpo reward {:.2} sampled acc {:.2}",
+                    v["reward"].as_f64().unwrap_or(0.0),
+                    v["accuracy"].as_f64().unwrap_or(0.0)
+                )),
                 _ => b.set_message(format!("sft loss {:.3}", v["loss"].as_f64().unwrap_or(0.0))),
             }
         }
@@ -218,7 +255,10 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             if let Some(b) = pb.take() {
                 b.finish_and_clear();
             }
-            eprintln!("{name}: {:.1}% on {} held-out questions (format {:.0}%)", s.overall.accuracy, s.overall.n, s.format_rate);
+            eprintln!(
+                "{name}: {:.1}% on {} held-out questions (format {:.0}%)",
+                s.overall.accuracy, s.overall.n, s.format_rate
+            );
             for (m, acc) in &s.by_modality {
                 eprintln!("  {m:<28} {:5.1}%  (n={})", acc.accuracy, acc.n);
             }
@@ -299,13 +339,25 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
             vision: false,
             base_bf16: a.lora_base_dtype == "bf16",
         });
-        let b = crate::bench_grpo_shape::ShapeBench { shape: shape.clone(), lora, num_generations: a.num_generations, completion_length: a.max_completion_length, beta: a.beta, micro_batch_size: a.micro_batch_size, gradient_checkpointing: a.gradient_checkpointing };
+        let b = crate::bench_grpo_shape::ShapeBench {
+            shape: shape.clone(),
+            lora,
+            num_generations: a.num_generations,
+            completion_length: a.max_completion_length,
+            beta: a.beta,
+            micro_batch_size: a.micro_batch_size,
+            gradient_checkpointing: a.gradient_checkpointing,
+        };
         let v = crate::bench_grpo_shape::run(&b)?;
         println!("{}", if a.json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("medr1-bench-grpo-{}", std::process::id()));
-    let records = data::phantoms::generate(&dir.join("phantoms"), &data::phantoms::PhantomConfig { per_cell: 4, size: 112, seed: 0, fixed_options: false }, &|_, _| {})?;
+    let records = data::phantoms::generate(
+        &dir.join("phantoms"),
+        &data::phantoms::PhantomConfig { per_cell: 4, size: 112, seed: 0, fixed_options: false },
+        &|_, _| {},
+    )?;
     let cfg = TrainConfig {
         model: a.model.clone(),
         out: dir.join("run"),

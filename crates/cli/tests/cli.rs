@@ -15,8 +15,18 @@ fn medr1(args: &[&str]) -> std::process::Output {
 fn ask_json_reports_text_tokens_logprobs_and_timing() {
     let m = fixtures().join("model");
     let img = fixtures().join("images/wide.png");
-    let out = medr1(&["ask", "--model", m.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question",
-        "What imaging modality is used to acquire this image? A: CT B: MRI C: X-ray D: Ultrasound", "--max-new-tokens", "16", "--json"]);
+    let out = medr1(&[
+        "ask",
+        "--model",
+        m.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--question",
+        "What imaging modality is used to acquire this image? A: CT B: MRI C: X-ray D: Ultrasound",
+        "--max-new-tokens",
+        "16",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<u32> = serde_json::from_value(v["token_ids"].clone()).unwrap();
@@ -28,17 +38,48 @@ fn ask_json_reports_text_tokens_logprobs_and_timing() {
     assert!(v["timing"]["generate_seconds"].as_f64().unwrap() > 0.0);
     // Greedy `ask` reproduces transformers' greedy tokens for the same prompt (single_image case),
     // up to the first EOS, which `ask` stops at.
-    let refs = candle_core::safetensors::load(fixtures().join("cases/single_image.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let refs =
+        candle_core::safetensors::load(fixtures().join("cases/single_image.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     let want: Vec<i64> = refs["generated_ids"].flatten_all().unwrap().to_vec1().unwrap();
     for (a, b) in ids.iter().zip(&want) {
         assert_eq!(*a as i64, *b);
     }
     // Plain output is the text alone.
-    let plain = medr1(&["ask", "--model", m.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question", "Which organ?", "--max-new-tokens", "4"]);
+    let plain = medr1(&[
+        "ask",
+        "--model",
+        m.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--question",
+        "Which organ?",
+        "--max-new-tokens",
+        "4",
+    ]);
     assert!(plain.status.success());
     // Sampling is repeatable with a seed.
-    let s = |seed: &str| medr1(&["ask", "--model", m.to_str().unwrap(), "--question", "Which organ?", "--max-new-tokens", "12",
-        "--temperature", "1.0", "--top-p", "0.95", "--top-k", "50", "--seed", seed, "--json"]).stdout;
+    let s = |seed: &str| {
+        medr1(&[
+            "ask",
+            "--model",
+            m.to_str().unwrap(),
+            "--question",
+            "Which organ?",
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "1.0",
+            "--top-p",
+            "0.95",
+            "--top-k",
+            "50",
+            "--seed",
+            seed,
+            "--json",
+        ])
+        .stdout
+    };
     let (a, b) = (s("5"), s("5"));
     let ta: serde_json::Value = serde_json::from_slice(&a).unwrap();
     let tb: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -62,12 +103,23 @@ fn ask_errors_are_clear() {
 fn dump_writes_the_oracle_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let outp = tmp.path().join("out.safetensors");
-    let out = medr1(&["dump", "--model", fixtures().join("model").to_str().unwrap(),
-        "--request", fixtures().join("cases/completion.json").to_str().unwrap(),
-        "--image-root", fixtures().join("images").to_str().unwrap(), "--out", outp.to_str().unwrap(), "--grads"]);
+    let out = medr1(&[
+        "dump",
+        "--model",
+        fixtures().join("model").to_str().unwrap(),
+        "--request",
+        fixtures().join("cases/completion.json").to_str().unwrap(),
+        "--image-root",
+        fixtures().join("images").to_str().unwrap(),
+        "--out",
+        outp.to_str().unwrap(),
+        "--grads",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ours = candle_core::safetensors::load(&outp, &candle_core::Device::Cpu).unwrap();
-    let refs = candle_core::safetensors::load(fixtures().join("cases/completion.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let refs =
+        candle_core::safetensors::load(fixtures().join("cases/completion.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     for (k, r) in &refs {
         let o = ours.get(k).unwrap_or_else(|| panic!("dump lacks `{k}`"));
         assert_eq!(o.dims(), r.dims(), "{k}");

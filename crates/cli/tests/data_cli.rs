@@ -77,7 +77,18 @@ fn stats_lists_problems_with_file_and_record_and_still_exits_zero() {
 fn ask_reads_dicom() {
     let m = repo().join("crates/vlm/tests/fixtures/qwen2vl-tiny/model");
     let dcm = repo().join("crates/data/tests/fixtures/dicom/CT_small.dcm");
-    let out = medr1(&["ask", "--model", s(&m), "--image", s(&dcm), "--question", "Which organ?", "--max-new-tokens", "3", "--json"]);
+    let out = medr1(&[
+        "ask",
+        "--model",
+        s(&m),
+        "--image",
+        s(&dcm),
+        "--question",
+        "Which organ?",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bad = repo().join("crates/data/tests/fixtures/dicom/JPEG-lossy.dcm");
     let out = medr1(&["ask", "--model", s(&m), "--image", s(&bad), "--question", "x", "--max-new-tokens", "3"]);

@@ -10,7 +10,12 @@ fn medr1(args: &[&str]) -> std::process::Output {
 }
 
 fn ok(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -29,7 +34,23 @@ fn eval_writes_the_summary_fields_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = phantoms(tmp.path());
     let out = tmp.path().join("e");
-    let args = ["eval", "--model", &model(), "--data", &data, "--prompt", "think", "--out", out.to_str().unwrap(), "--batch-size", "3", "--max-new-tokens", "5", "--limit", "7"];
+    let args = [
+        "eval",
+        "--model",
+        &model(),
+        "--data",
+        &data,
+        "--prompt",
+        "think",
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "3",
+        "--max-new-tokens",
+        "5",
+        "--limit",
+        "7",
+    ];
     let printed = ok(&medr1(&args));
     assert!(printed.contains("accuracy") && printed.contains("on 7 questions"), "{printed}");
     let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -49,7 +70,21 @@ fn eval_writes_the_summary_fields_and_resumes() {
         assert!(p.get(k).is_some(), "predictions.jsonl lacks {k}");
     }
     // Rerunning with a larger limit only answers the new records.
-    let more = ["eval", "--model", &model(), "--data", &data, "--prompt", "think", "--out", out.to_str().unwrap(), "--max-new-tokens", "5", "--limit", "9"];
+    let more = [
+        "eval",
+        "--model",
+        &model(),
+        "--data",
+        &data,
+        "--prompt",
+        "think",
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "5",
+        "--limit",
+        "9",
+    ];
     let r = medr1(&more);
     ok(&r);
     assert!(String::from_utf8_lossy(&r.stderr).contains("7 records already answered"));
@@ -75,9 +110,31 @@ fn protocol_trains_each_domain_and_writes_the_matrix() {
     let data = phantoms(tmp.path());
     let out = tmp.path().join("p");
     let args = [
-        "protocol", "--axis", "modality", "--trainer", "sft", "--domains", "CT,mri", "--test-limit", "2", "--eval-max-new-tokens", "4",
-        "--model", &model(), "--data", &data, "--out", out.to_str().unwrap(),
-        "--set", "max_steps=2", "--set", "prompts_per_step=2", "--set", "prompt=nothink", "--set", "max_pixels=3136",
+        "protocol",
+        "--axis",
+        "modality",
+        "--trainer",
+        "sft",
+        "--domains",
+        "CT,mri",
+        "--test-limit",
+        "2",
+        "--eval-max-new-tokens",
+        "4",
+        "--model",
+        &model(),
+        "--data",
+        &data,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "max_steps=2",
+        "--set",
+        "prompts_per_step=2",
+        "--set",
+        "prompt=nothink",
+        "--set",
+        "max_pixels=3136",
     ];
     let first = medr1(&args);
     let files = ok(&first);
@@ -89,17 +146,28 @@ fn protocol_trains_each_domain_and_writes_the_matrix() {
     assert!(rows[1].starts_with("CT,") && rows[2].starts_with("MRI,"));
     // Each row is its model tested on 2 questions of each of the 8 modalities.
     for d in ["CT", "MRI"] {
-        let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("eval/{d}/summary.json"))).unwrap()).unwrap();
+        let s: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("eval/{d}/summary.json"))).unwrap())
+                .unwrap();
         assert_eq!((s["overall"]["n"].as_u64(), s["train_domain"].as_str()), (Some(16), Some(d)));
-        let st: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("train/{d}/trainer_state.json"))).unwrap()).unwrap();
+        let st: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("train/{d}/trainer_state.json"))).unwrap())
+                .unwrap();
         assert_eq!(st["step"], 2);
         // The saved checkpoint records the pixel budget it was trained at.
-        let pp: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("train/{d}/preprocessor_config.json"))).unwrap()).unwrap();
+        let pp: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("train/{d}/preprocessor_config.json"))).unwrap(),
+        )
+        .unwrap();
         assert_eq!(pp["max_pixels"], 3136);
     }
     // A rerun keeps the finished trainings and evaluations.
     let again = medr1(&args);
     ok(&again);
-    assert!(!String::from_utf8_lossy(&again.stderr).contains("training on"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("training on"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     assert_eq!(std::fs::read_to_string(out.join("report/matrix_nothink.csv")).unwrap(), csv);
 }

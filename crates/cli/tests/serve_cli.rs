@@ -24,21 +24,47 @@ fn serve_answers_what_ask_answers_and_stops_on_sigterm() {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
     // Keep draining the request log so the server never blocks on a full pipe.
     let log = std::thread::spawn(move || err.lines().map_while(Result::ok).collect::<Vec<_>>());
 
     for (temperature, seed) in [("0", "0"), ("1.0", "42")] {
         let ask = Command::new(env!("CARGO_BIN_EXE_medr1"))
-            .args(["ask", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--question", q, "--max-new-tokens", "12", "--temperature", temperature, "--seed", seed, "--json"])
+            .args([
+                "ask",
+                "--model",
+                model.to_str().unwrap(),
+                "--image",
+                image.to_str().unwrap(),
+                "--question",
+                q,
+                "--max-new-tokens",
+                "12",
+                "--temperature",
+                temperature,
+                "--seed",
+                seed,
+                "--json",
+            ])
             .output()
             .unwrap();
         assert!(ask.status.success(), "{}", String::from_utf8_lossy(&ask.stderr));
         let want: Value = serde_json::from_slice(&ask.stdout).unwrap();
-        let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(std::fs::read(&image).unwrap()));
+        let url = format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(&image).unwrap())
+        );
         let body = json!({"model": "tiny", "max_tokens": 12, "temperature": temperature.parse::<f64>().unwrap(), "seed": seed.parse::<u64>().unwrap(),
             "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": q}]}]});
-        let mut res = ureq::post(&format!("http://{addr}/v1/chat/completions")).header("content-type", "application/json").send(body.to_string()).unwrap();
+        let mut res = ureq::post(&format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .unwrap();
         let got: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
         assert_eq!(got["choices"][0]["message"]["content"], want["text"], "temperature {temperature}");
         assert_eq!(got["usage"]["completion_tokens"], want["completion_tokens"]);

@@ -13,12 +13,27 @@ fn settings_defaults_overrides_and_errors() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let t: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
     let f = |k: &str| t[k].as_float().unwrap_or_else(|| t[k].as_integer().unwrap() as f64);
-    assert_eq!((f("num_generations"), f("temperature"), f("max_completion_length"), f("beta")), (4.0, 1.0, 256.0, 0.04));
-    assert_eq!((f("learning_rate"), f("max_grad_norm"), f("prompts_per_step"), f("epochs"), f("max_pixels")), (1e-6, 1.0, 4.0, 2.0, 401408.0));
-    assert_eq!((t["lr_scheduler"].as_str(), t["loss_type"].as_str(), t["prompt"].as_str()), (Some("linear"), Some("grpo"), Some("think")));
+    assert_eq!(
+        (f("num_generations"), f("temperature"), f("max_completion_length"), f("beta")),
+        (4.0, 1.0, 256.0, 0.04)
+    );
+    assert_eq!(
+        (f("learning_rate"), f("max_grad_norm"), f("prompts_per_step"), f("epochs"), f("max_pixels")),
+        (1e-6, 1.0, 4.0, 2.0, 401408.0)
+    );
+    assert_eq!(
+        (t["lr_scheduler"].as_str(), t["loss_type"].as_str(), t["prompt"].as_str()),
+        (Some("linear"), Some("grpo"), Some("think"))
+    );
     let sft: toml::Table = toml::from_str(&String::from_utf8_lossy(&medr1(&["sft", "--print-config"]).stdout)).unwrap();
-    assert_eq!((sft["learning_rate"].as_float(), sft["lr_scheduler"].as_str(), sft["warmup_ratio"].as_float()), (Some(2e-5), Some("cosine"), Some(0.1)));
-    let o: toml::Table = toml::from_str(&String::from_utf8_lossy(&medr1(&["train", "--print-config", "--set", "loss_type=dapo", "--set", "epsilon_high=0.28"]).stdout)).unwrap();
+    assert_eq!(
+        (sft["learning_rate"].as_float(), sft["lr_scheduler"].as_str(), sft["warmup_ratio"].as_float()),
+        (Some(2e-5), Some("cosine"), Some(0.1))
+    );
+    let o: toml::Table = toml::from_str(&String::from_utf8_lossy(
+        &medr1(&["train", "--print-config", "--set", "loss_type=dapo", "--set", "epsilon_high=0.28"]).stdout,
+    ))
+    .unwrap();
     assert_eq!((o["loss_type"].as_str(), o["epsilon_high"].as_float()), (Some("dapo"), Some(0.28)));
     let bad = medr1(&["train", "--print-config", "--set", "learning_rat=1"]);
     assert!(!bad.status.success());

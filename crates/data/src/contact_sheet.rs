@@ -71,7 +71,8 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 /// cell in turn, then the second, and so on.
 pub fn pick_samples(records: &[Record], n: usize) -> Vec<&Record> {
     let mut cells: Vec<Vec<&Record>> = Vec::new();
-    let key = |r: &Record| (r.modality.map(|m| m as usize).unwrap_or(99), r.question_type.map(|q| q as usize).unwrap_or(99));
+    let key =
+        |r: &Record| (r.modality.map(|m| m as usize).unwrap_or(99), r.question_type.map(|q| q as usize).unwrap_or(99));
     let mut keys: Vec<(usize, usize)> = Vec::new();
     for r in records {
         let k = key(r);
@@ -102,7 +103,11 @@ pub fn pick_samples(records: &[Record], n: usize) -> Vec<&Record> {
 
 /// The caption under a tile: header (modality / question type), question, options (gold starred).
 fn caption(r: &Record, chars: usize) -> (Vec<String>, usize) {
-    let header = format!("{} / {}", r.modality.map(Modality::name).unwrap_or("?"), r.question_type.map(QuestionType::name).unwrap_or("?"));
+    let header = format!(
+        "{} / {}",
+        r.modality.map(Modality::name).unwrap_or("?"),
+        r.question_type.map(QuestionType::name).unwrap_or("?")
+    );
     let mut lines = wrap(&header, chars);
     let header_lines = lines.len();
     lines.extend(wrap(&r.question, chars));
@@ -129,9 +134,17 @@ pub fn render(records: &[&Record], opts: &SheetOptions) -> Result<RgbImage> {
             Ok(img) => {
                 let buf = RgbImage::from_raw(img.width as u32, img.height as u32, img.data).expect("RGB buffer size");
                 let scale = opts.tile as f32 / img.width.max(img.height) as f32;
-                let (w, h) = (((img.width as f32 * scale).round() as u32).max(1), ((img.height as f32 * scale).round() as u32).max(1));
+                let (w, h) = (
+                    ((img.width as f32 * scale).round() as u32).max(1),
+                    ((img.height as f32 * scale).round() as u32).max(1),
+                );
                 let small = imageops::resize(&buf, w, h, imageops::FilterType::Triangle);
-                imageops::overlay(&mut sheet, &small, (x0 + (opts.tile - w) / 2) as i64, (y0 + (opts.tile - h) / 2) as i64);
+                imageops::overlay(
+                    &mut sheet,
+                    &small,
+                    (x0 + (opts.tile - w) / 2) as i64,
+                    (y0 + (opts.tile - h) / 2) as i64,
+                );
             }
             Err(_) => {
                 for y in 0..opts.tile {
@@ -144,7 +157,13 @@ pub fn render(records: &[&Record], opts: &SheetOptions) -> Result<RgbImage> {
         }
         let (text, header_lines) = &captions[k];
         for (i, line) in text.iter().take(lines).enumerate() {
-            let color = if i < *header_lines { Rgb([0, 70, 160]) } else if line.starts_with('*') { Rgb([0, 120, 0]) } else { Rgb([20, 20, 20]) };
+            let color = if i < *header_lines {
+                Rgb([0, 70, 160])
+            } else if line.starts_with('*') {
+                Rgb([0, 120, 0])
+            } else {
+                Rgb([20, 20, 20])
+            };
             draw_text(&mut sheet, x0, y0 + opts.tile + 4 + i as u32 * LINE, line, color);
         }
     }

@@ -115,9 +115,9 @@ pub fn read_stored(bytes: &[u8], what: &str) -> Result<StoredPixels> {
         (bits_alloc, bits_stored) = (8, 8);
         photometric = if converted { "RGB".to_string() } else { file_pi };
     } else {
-        let decoded = obj
-            .decode_pixel_data()
-            .map_err(|e| anyhow!("{what}: cannot decode pixel data stored as {ts_name} ({ts_uid}): {}", error_chain(&e)))?;
+        let decoded = obj.decode_pixel_data().map_err(|e| {
+            anyhow!("{what}: cannot decode pixel data stored as {ts_name} ({ts_uid}): {}", error_chain(&e))
+        })?;
         rows = decoded.rows() as usize;
         columns = decoded.columns() as usize;
         frames = decoded.number_of_frames().max(1) as usize;
@@ -126,7 +126,8 @@ pub fn read_stored(bytes: &[u8], what: &str) -> Result<StoredPixels> {
         bits_stored = decoded.bits_stored();
         // dicom-rs relabels decoded colour as RGB, which is wrong for RLE YBR: keep the file's.
         photometric = file_pi;
-        let planar = spp == 3 && int(&obj, tags::PLANAR_CONFIGURATION) == Some(1) && !ts_uid.starts_with("1.2.840.10008.1.2.5");
+        let planar =
+            spp == 3 && int(&obj, tags::PLANAR_CONFIGURATION) == Some(1) && !ts_uid.starts_with("1.2.840.10008.1.2.5");
         let data = decoded.data();
         let n = rows * columns * spp * frames;
         values = match bits_alloc {
@@ -206,7 +207,8 @@ fn interleave_planes(values: &[i32], plane: usize) -> Vec<i32> {
 type JpegFrames = (usize, usize, usize, usize, Vec<i32>, bool);
 fn decode_jpeg_frames(obj: &DefaultDicomObject, what: &str, ts_uid: &str, ts_name: &str) -> Result<JpegFrames> {
     let elem = obj.element(tags::PIXEL_DATA).map_err(|_| anyhow!("{what}: no pixel data"))?;
-    let fragments = elem.value().fragments().ok_or_else(|| anyhow!("{what}: {ts_name} pixel data is not encapsulated"))?;
+    let fragments =
+        elem.value().fragments().ok_or_else(|| anyhow!("{what}: {ts_name} pixel data is not encapsulated"))?;
     let frames = int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
     let streams: Vec<Vec<u8>> = if fragments.len() == frames {
         fragments.to_vec()
@@ -221,7 +223,9 @@ fn decode_jpeg_frames(obj: &DefaultDicomObject, what: &str, ts_uid: &str, ts_nam
         if let Some(bits) = vlm::jpeg::sample_precision(stream).filter(|&b| b != 8) {
             bail!("{what}: {bits}-bit {ts_name} ({ts_uid}) is not supported: only 8-bit JPEG can be decoded (convert the file, e.g. with dcmdjpeg)");
         }
-        let fail = |e: vlm::error::VlmError| anyhow!("{what}: cannot decode pixel data stored as {ts_name} ({ts_uid}), frame {k}: {e}");
+        let fail = |e: vlm::error::VlmError| {
+            anyhow!("{what}: cannot decode pixel data stored as {ts_name} ({ts_uid}), frame {k}: {e}")
+        };
         // As pydicom (through Pillow) does: a complete Adobe marker's transform flag decides the
         // colour conversion; without one the components are taken as coded, and the DICOM
         // photometric interpretation (applied later) says what they are.
@@ -260,11 +264,10 @@ fn read_palette(obj: &DefaultDicomObject, what: &str) -> Result<Palette> {
         if d.len() != 3 {
             bail!("{what}: {name} palette descriptor has {} values, 3 expected", d.len());
         }
-        let bytes = obj
-            .element(data)
-            .ok()
-            .and_then(|e| e.to_bytes().ok().map(|b| b.into_owned()))
-            .ok_or_else(|| anyhow!("{what}: PALETTE COLOR without {name} palette data (segmented palettes are not supported)"))?;
+        let bytes =
+            obj.element(data).ok().and_then(|e| e.to_bytes().ok().map(|b| b.into_owned())).ok_or_else(|| {
+                anyhow!("{what}: PALETTE COLOR without {name} palette data (segmented palettes are not supported)")
+            })?;
         let entries = if d[0] == 0 { 65536 } else { d[0] as usize };
         let bits = d[2];
         let table: Vec<u8> = if bits == 8 && bytes.len() == entries {
@@ -275,9 +278,15 @@ fn read_palette(obj: &DefaultDicomObject, what: &str) -> Result<Palette> {
         };
         Ok((d[1] as i32, table))
     };
-    let (first_mapped, red) = channel(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, "red")?;
-    let (_, green) = channel(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA, "green")?;
-    let (_, blue) = channel(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, "blue")?;
+    let (first_mapped, red) =
+        channel(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, "red")?;
+    let (_, green) = channel(
+        tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        "green",
+    )?;
+    let (_, blue) =
+        channel(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, "blue")?;
     Ok(Palette { first_mapped, red, green, blue })
 }
 

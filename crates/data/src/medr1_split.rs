@@ -103,25 +103,42 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let id = text("id").unwrap_or_else(|| format!("{stem}#{i}"));
         let name = Some(if obj.contains_key("id") { id.clone() } else { at });
-        let missing = |k: &str| Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"));
+        let missing = |k: &str| {
+            Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"))
+        };
         let (Some(image), Some(problem), Some(solution)) = (text("image"), text("problem"), text("solution")) else {
             let k = ["image", "problem", "solution"].into_iter().find(|k| text(k).is_none()).unwrap();
             ds.problems.push(missing(k));
             continue;
         };
         let Some((question, options)) = split_problem(&problem) else {
-            ds.problems.push(Problem::new(ProblemKind::BadOptions, file, name, "no `A)opt, B)opt` options at the end of `problem`"));
+            ds.problems.push(Problem::new(
+                ProblemKind::BadOptions,
+                file,
+                name,
+                "no `A)opt, B)opt` options at the end of `problem`",
+            ));
             continue;
         };
         let Some(answer) = parse_solution(&solution).and_then(|c| letter_index(c, options.len())) else {
-            ds.problems.push(Problem::new(ProblemKind::GoldNotAnOption, file, name, format!("solution `{solution}` names none of the {} options", options.len())));
+            ds.problems.push(Problem::new(
+                ProblemKind::GoldNotAnOption,
+                file,
+                name,
+                format!("solution `{solution}` names none of the {} options", options.len()),
+            ));
             continue;
         };
         let modality = match text("modality") {
             Some(m) => match Modality::parse(&m) {
                 Some(m) => Some(m),
                 None => {
-                    ds.problems.push(Problem::new(ProblemKind::UnknownModality, file, name, format!("unknown modality `{m}`")));
+                    ds.problems.push(Problem::new(
+                        ProblemKind::UnknownModality,
+                        file,
+                        name,
+                        format!("unknown modality `{m}`"),
+                    ));
                     continue;
                 }
             },
@@ -131,7 +148,12 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
             Some(q) => match QuestionType::parse(&q) {
                 Some(q) => Some(q),
                 None => {
-                    ds.problems.push(Problem::new(ProblemKind::UnknownQuestionType, file, name, format!("unknown question type `{q}`")));
+                    ds.problems.push(Problem::new(
+                        ProblemKind::UnknownQuestionType,
+                        file,
+                        name,
+                        format!("unknown question type `{q}`"),
+                    ));
                     continue;
                 }
             },
@@ -144,11 +166,21 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
             None => PathBuf::from(&image),
         };
         if check && !image_path.is_file() {
-            ds.problems.push(Problem::new(ProblemKind::MissingImage, file, name, format!("image not found: {}", image_path.display())));
+            ds.problems.push(Problem::new(
+                ProblemKind::MissingImage,
+                file,
+                name,
+                format!("image not found: {}", image_path.display()),
+            ));
             continue;
         }
         if !seen.insert(id.clone()) {
-            ds.problems.push(Problem::new(ProblemKind::DuplicateId, file, name, "id already seen in this file; this copy is skipped"));
+            ds.problems.push(Problem::new(
+                ProblemKind::DuplicateId,
+                file,
+                name,
+                "id already seen in this file; this copy is skipped",
+            ));
             continue;
         }
         ds.records.push(Record { id, dataset, modality, question_type, question, options, answer, image, image_path });
@@ -164,5 +196,6 @@ pub fn write_file(path: &Path, records: &[&Record]) -> anyhow::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(&rows)? + "\n").map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(&rows)? + "\n")
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
 }

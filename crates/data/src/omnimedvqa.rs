@@ -52,7 +52,12 @@ pub fn read_file_into(file: &Path, root: &Path, opts: &ReadOptions, seen: &mut H
         match parse_record(item, i, file, root, &default_dataset, opts) {
             Ok(r) => {
                 if !seen.insert(r.id.clone()) {
-                    ds.problems.push(Problem::new(ProblemKind::DuplicateId, file, Some(r.id.clone()), "question_id already seen; this copy is skipped"));
+                    ds.problems.push(Problem::new(
+                        ProblemKind::DuplicateId,
+                        file,
+                        Some(r.id.clone()),
+                        "question_id already seen; this copy is skipped",
+                    ));
                     continue;
                 }
                 ds.records.push(r);
@@ -72,25 +77,38 @@ fn text_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-fn parse_record(item: &Value, index: usize, file: &Path, root: &Path, default_dataset: &str, opts: &ReadOptions) -> Result<Record, Problem> {
+fn parse_record(
+    item: &Value,
+    index: usize,
+    file: &Path,
+    root: &Path,
+    default_dataset: &str,
+    opts: &ReadOptions,
+) -> Result<Record, Problem> {
     let at = format!("#{index}");
     let Some(obj) = item.as_object() else {
         return Err(Problem::new(ProblemKind::MissingField, file, Some(at), "record is not a JSON object"));
     };
     let id = text_field(obj, "question_id");
     let name = Some(id.clone().unwrap_or(at.clone()));
-    let missing = |k: &str| Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"));
+    let missing = |k: &str| {
+        Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"))
+    };
     let id = id.ok_or_else(|| missing("question_id"))?;
     let question = text_field(obj, "question").ok_or_else(|| missing("question"))?;
     let gt = text_field(obj, "gt_answer").ok_or_else(|| missing("gt_answer"))?;
     let image = text_field(obj, "image_path").ok_or_else(|| missing("image_path"))?;
     let qt_text = text_field(obj, "question_type").ok_or_else(|| missing("question_type"))?;
     // One real record spells the key `modality`.
-    let mod_text = text_field(obj, "modality_type").or_else(|| text_field(obj, "modality")).ok_or_else(|| missing("modality_type"))?;
-    let modality = Modality::parse(&mod_text)
-        .ok_or_else(|| Problem::new(ProblemKind::UnknownModality, file, name.clone(), format!("unknown modality `{mod_text}`")))?;
-    let question_type = QuestionType::parse(&qt_text)
-        .ok_or_else(|| Problem::new(ProblemKind::UnknownQuestionType, file, name.clone(), format!("unknown question type `{qt_text}`")))?;
+    let mod_text = text_field(obj, "modality_type")
+        .or_else(|| text_field(obj, "modality"))
+        .ok_or_else(|| missing("modality_type"))?;
+    let modality = Modality::parse(&mod_text).ok_or_else(|| {
+        Problem::new(ProblemKind::UnknownModality, file, name.clone(), format!("unknown modality `{mod_text}`"))
+    })?;
+    let question_type = QuestionType::parse(&qt_text).ok_or_else(|| {
+        Problem::new(ProblemKind::UnknownQuestionType, file, name.clone(), format!("unknown question type `{qt_text}`"))
+    })?;
     let mut options = Vec::new();
     for i in 0..MAX_OPTIONS {
         let key = format!("option_{}", letter(i));
@@ -98,21 +116,49 @@ fn parse_record(item: &Value, index: usize, file: &Path, root: &Path, default_da
             None | Some(Value::Null) => {}
             Some(_) => match text_field(obj, &key) {
                 Some(t) if options.len() == i => options.push(t),
-                Some(_) => return Err(Problem::new(ProblemKind::BadOptions, file, name, format!("`{key}` present but an earlier option is missing"))),
+                Some(_) => {
+                    return Err(Problem::new(
+                        ProblemKind::BadOptions,
+                        file,
+                        name,
+                        format!("`{key}` present but an earlier option is missing"),
+                    ))
+                }
                 None => return Err(Problem::new(ProblemKind::BadOptions, file, name, format!("`{key}` is not text"))),
             },
         }
     }
     if options.len() < MIN_OPTIONS {
-        return Err(Problem::new(ProblemKind::BadOptions, file, name, format!("{} option(s); at least {MIN_OPTIONS} needed", options.len())));
+        return Err(Problem::new(
+            ProblemKind::BadOptions,
+            file,
+            name,
+            format!("{} option(s); at least {MIN_OPTIONS} needed", options.len()),
+        ));
     }
-    let answer = gold_index(&options, &gt).map_err(|m| Problem::new(ProblemKind::GoldNotAnOption, file, name.clone(), m))?;
+    let answer =
+        gold_index(&options, &gt).map_err(|m| Problem::new(ProblemKind::GoldNotAnOption, file, name.clone(), m))?;
     let image_path = root.join(&image);
     if opts.check_images && !image_path.is_file() {
-        return Err(Problem::new(ProblemKind::MissingImage, file, name, format!("image not found: {}", image_path.display())));
+        return Err(Problem::new(
+            ProblemKind::MissingImage,
+            file,
+            name,
+            format!("image not found: {}", image_path.display()),
+        ));
     }
     let dataset = text_field(obj, "dataset").unwrap_or_else(|| default_dataset.to_string());
-    Ok(Record { id, dataset, modality: Some(modality), question_type: Some(question_type), question, options, answer, image, image_path })
+    Ok(Record {
+        id,
+        dataset,
+        modality: Some(modality),
+        question_type: Some(question_type),
+        question,
+        options,
+        answer,
+        image,
+        image_path,
+    })
 }
 
 /// The option whose text is the gold answer: exact match first, then ignoring case and

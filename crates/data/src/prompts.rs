@@ -31,7 +31,8 @@ pub enum PromptVariant {
 }
 
 impl PromptVariant {
-    pub const ALL: [PromptVariant; 4] = [PromptVariant::Think, PromptVariant::NoThink, PromptVariant::ThinkAfter, PromptVariant::ZeroShot];
+    pub const ALL: [PromptVariant; 4] =
+        [PromptVariant::Think, PromptVariant::NoThink, PromptVariant::ThinkAfter, PromptVariant::ZeroShot];
 
     pub fn template(self) -> &'static str {
         match self {
@@ -104,7 +105,9 @@ mod tests {
             PromptVariant::NoThink.render(p),
             "Is COVID-19 indicated by the signs in this CT scan image? A)Yes, B)No Your task: 1. Provide the correct single-letter choice (A, B, C, D,...) inside <answer>...</answer> tags. 2. No extra information or text outside of this tag."
         );
-        assert!(PromptVariant::Think.render(p).starts_with("Is COVID-19 indicated by the signs in this CT scan image? A)Yes, B)No Your task: 1. Think through"));
+        assert!(PromptVariant::Think.render(p).starts_with(
+            "Is COVID-19 indicated by the signs in this CT scan image? A)Yes, B)No Your task: 1. Think through"
+        ));
         assert_eq!(PromptVariant::ZeroShot.render(p), p);
         for v in PromptVariant::ALL {
             assert_eq!(v.name().parse::<PromptVariant>().unwrap(), v);

@@ -64,11 +64,8 @@ pub fn options_text(options: &[String]) -> String {
 /// (or the start) and followed, in order, by `, B)` etc. Returns None when there is no such tail
 /// with 2 to 4 options.
 pub fn split_problem(problem: &str) -> Option<(String, Vec<String>)> {
-    let starts: Vec<usize> = problem
-        .match_indices("A)")
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || problem[..i].ends_with(' '))
-        .collect();
+    let starts: Vec<usize> =
+        problem.match_indices("A)").map(|(i, _)| i).filter(|&i| i == 0 || problem[..i].ends_with(' ')).collect();
     for &a in starts.iter().rev() {
         let mut cuts = vec![a];
         let mut from = a + 2;
@@ -115,7 +112,10 @@ mod tests {
         let p = "What is the stage of the cancer in this image? A)Stage Ib of Small cell carcinoma of the right hilum., B)Stage Ic, C)Stage IIIa, D)Stage IVc.";
         let (q, o) = split_problem(p).unwrap();
         assert_eq!(q, "What is the stage of the cancer in this image?");
-        assert_eq!(o, vec!["Stage Ib of Small cell carcinoma of the right hilum.", "Stage Ic", "Stage IIIa", "Stage IVc."]);
+        assert_eq!(
+            o,
+            vec!["Stage Ib of Small cell carcinoma of the right hilum.", "Stage Ic", "Stage IIIa", "Stage IVc."]
+        );
         assert_eq!(format!("{q} {}", options_text(&o)), p);
     }
 

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 pub enum SourceKind {
     OmniMedVqaRoot,
     /// A native QA file, `ROOT/QA_information/Open-access/X.json`.
-    OmniMedVqaFile { root: PathBuf },
+    OmniMedVqaFile {
+        root: PathBuf,
+    },
     SplitFile,
     SplitFolder,
 }
@@ -43,7 +45,10 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for p in entries {
         if p.is_dir() {
             json_files(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "json") && !p.ends_with(medr1_split::MANIFEST) && !p.ends_with("stats.json") {
+        } else if p.extension().is_some_and(|x| x == "json")
+            && !p.ends_with(medr1_split::MANIFEST)
+            && !p.ends_with("stats.json")
+        {
             out.push(p);
         }
     }

@@ -66,11 +66,20 @@ pub fn by_question_type(records: &[Record], seed: u64) -> Vec<DomainSplit<'_>> {
 /// Writes `OUT/modality/{train,test}/<Modality>_{train,test}.json`,
 /// `OUT/q_type/{train,test}/<Question type>_{train,test}.json`, the manifest naming the image
 /// root, and `stats.md` (records per modality x question type for each protocol and split).
-pub fn write_protocols(records: &[Record], image_root: &Path, out: &Path, seed: u64) -> Result<Vec<(String, usize, usize)>> {
+pub fn write_protocols(
+    records: &[Record],
+    image_root: &Path,
+    out: &Path,
+    seed: u64,
+) -> Result<Vec<(String, usize, usize)>> {
     std::fs::create_dir_all(out)?;
     let manifest = SplitManifest { image_root: std::fs::canonicalize(image_root)?, seed, test_fraction: TEST_FRACTION };
     std::fs::write(out.join(medr1_split::MANIFEST), serde_json::to_string_pretty(&manifest)? + "\n")?;
-    let mut md = format!("# medr1 splits\n\nseed {seed}, {:.0}% test per question, {} records\n", TEST_FRACTION * 100.0, records.len());
+    let mut md = format!(
+        "# medr1 splits\n\nseed {seed}, {:.0}% test per question, {} records\n",
+        TEST_FRACTION * 100.0,
+        records.len()
+    );
     let mut written = Vec::new();
     for (protocol, splits) in [("modality", by_modality(records, seed)), ("q_type", by_question_type(records, seed))] {
         let mut all_train = Vec::new();

@@ -78,7 +78,10 @@ impl Stats {
         }
         out += "---:|\n";
         let count = |m: Option<Modality>, q: Option<QuestionType>| {
-            records.iter().filter(|r| m.is_none_or(|m| r.modality == Some(m)) && q.is_none_or(|q| r.question_type == Some(q))).count()
+            records
+                .iter()
+                .filter(|r| m.is_none_or(|m| r.modality == Some(m)) && q.is_none_or(|q| r.question_type == Some(q)))
+                .count()
         };
         for m in Modality::ALL {
             out += &format!("| {m} |");

@@ -26,7 +26,9 @@ fn tensor_values(st: &SafeTensors, key: &str) -> Vec<f64> {
         safetensors::Dtype::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
         safetensors::Dtype::U16 => b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
         safetensors::Dtype::U8 => b.iter().map(|&v| v as f64).collect(),
-        safetensors::Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        safetensors::Dtype::F32 => {
+            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+        }
         d => panic!("{key}: unexpected dtype {d:?}"),
     }
 }
@@ -80,7 +82,13 @@ fn twelve_bit_jpeg_extended_fails_with_a_clear_error() {
     // by its frame header's precision, with the reason.
     let bytes = std::fs::read(fixture("JPEG-lossy.dcm")).unwrap();
     let msg = format!("{:#}", data::image::decode(&bytes, "JPEG-lossy.dcm").unwrap_err());
-    assert!(msg.contains("JPEG-lossy.dcm") && msg.contains("12-bit JPEG Extended") && msg.contains("1.2.840.10008.1.2.4.51") && msg.contains("not supported"), "{msg}");
+    assert!(
+        msg.contains("JPEG-lossy.dcm")
+            && msg.contains("12-bit JPEG Extended")
+            && msg.contains("1.2.840.10008.1.2.4.51")
+            && msg.contains("not supported"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -149,7 +157,8 @@ fn ybr_and_palette_colour() {
     px.photometric = "PALETTE COLOR".into();
     px.samples_per_pixel = 1;
     px.values = vec![10, 12];
-    px.palette = Some(dicom::Palette { first_mapped: 10, red: vec![1, 2, 3], green: vec![4, 5, 6], blue: vec![7, 8, 9] });
+    px.palette =
+        Some(dicom::Palette { first_mapped: 10, red: vec![1, 2, 3], green: vec![4, 5, 6], blue: vec![7, 8, 9] });
     let img = render(&px, None, "palette").unwrap();
     assert_eq!(img.data, vec![1, 4, 7, 3, 6, 9]);
 }

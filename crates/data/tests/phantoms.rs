@@ -33,7 +33,10 @@ fn same_seed_gives_byte_identical_output_and_the_reader_reads_it_cleanly() {
     assert_eq!(fa.len(), 120 + 8);
     assert!(fa == fb, "same seed, different bytes");
     assert_eq!(fa.keys().collect::<Vec<_>>(), fc.keys().collect::<Vec<_>>());
-    assert!(fa.iter().filter(|(k, v)| k.ends_with(".png") && fc[*k] != **v).count() > 100, "another seed should draw other images");
+    assert!(
+        fa.iter().filter(|(k, v)| k.ends_with(".png") && fc[*k] != **v).count() > 100,
+        "another seed should draw other images"
+    );
 
     let ds = source::load(a.path(), &ReadOptions { image_root: None, check_images: true }).unwrap();
     assert!(ds.problems.is_empty(), "{:?}", ds.problems);
@@ -60,7 +63,8 @@ fn letters_and_answers_are_balanced_and_options_come_from_the_vocabulary() {
     assert_eq!(ids.len(), 1440);
     for m in Modality::ALL {
         for q in QuestionType::ALL {
-            let cell: Vec<_> = plan.iter().filter(|p| p.record.modality == Some(m) && p.record.question_type == Some(q)).collect();
+            let cell: Vec<_> =
+                plan.iter().filter(|p| p.record.modality == Some(m) && p.record.question_type == Some(q)).collect();
             assert_eq!(cell.len(), 36);
             let n_opt = cell[0].record.options.len();
             assert_eq!(n_opt, if q == QuestionType::ModalityRecognition { 4 } else { 3 });
@@ -100,7 +104,14 @@ fn each_answer_changes_when_and_only_when_its_property_changes_and_so_do_the_pix
     let size = 112;
     for (k, m) in Modality::ALL.into_iter().enumerate() {
         for base_seed in [3u64, 11] {
-            let base = Scene { modality: m, region: k % 3, finding: (k + 1) % 3, grade: (k + 2) % 3, attribute: k % 3, seed: base_seed * 1000 + k as u64 };
+            let base = Scene {
+                modality: m,
+                region: k % 3,
+                finding: (k + 1) % 3,
+                grade: (k + 2) % 3,
+                attribute: k % 3,
+                seed: base_seed * 1000 + k as u64,
+            };
             let base_img = render::render(&base, size).to_u8();
             for asked in QuestionType::ALL {
                 let n_values = if asked == QuestionType::ModalityRecognition { 8 } else { 3 };
@@ -141,7 +152,12 @@ fn each_answer_changes_when_and_only_when_its_property_changes_and_so_do_the_pix
 #[test]
 fn thousands_of_records_and_a_contact_sheet() {
     let dir = tempfile::tempdir().unwrap();
-    let recs = phantoms::generate(dir.path(), &PhantomConfig { per_cell: 50, size: 64, seed: 0, fixed_options: false }, &|_, _| {}).unwrap();
+    let recs = phantoms::generate(
+        dir.path(),
+        &PhantomConfig { per_cell: 50, size: 64, seed: 0, fixed_options: false },
+        &|_, _| {},
+    )
+    .unwrap();
     assert_eq!(recs.len(), 2000);
     let picked = data::contact_sheet::pick_samples(&recs, 40);
     assert_eq!(picked.len(), 40);

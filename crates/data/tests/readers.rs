@@ -76,7 +76,10 @@ fn split_records_without_images_are_reported_when_the_root_is_known() {
     assert!(ds.images_checked);
     assert_eq!(ds.records.len(), 0);
     assert_eq!(ds.problems.len(), 60);
-    assert!(ds.problems.iter().all(|p| p.kind == ProblemKind::MissingImage && p.file == f && p.record.as_deref().unwrap().starts_with('#')));
+    assert!(ds
+        .problems
+        .iter()
+        .all(|p| p.kind == ProblemKind::MissingImage && p.file == f && p.record.as_deref().unwrap().starts_with('#')));
 }
 
 #[test]
@@ -152,7 +155,8 @@ fn the_bundled_real_samples_read_cleanly_and_every_image_decodes() {
         assert!(img.width >= 100 && img.height >= 100, "{}", p.display());
     }
     // The manifest's modality agrees with every question's.
-    let manifest: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
     for r in &ds.records {
         let file = r.image.rsplit('/').next().unwrap();
         let entry = manifest.iter().find(|e| e["file"] == file).unwrap();

@@ -8,17 +8,29 @@ use std::collections::HashSet;
 #[test]
 fn protocols_are_80_20_per_domain_disjoint_complete_seeded_and_readable() {
     let src = tempfile::tempdir().unwrap();
-    let recs = phantoms::generate(src.path(), &PhantomConfig { per_cell: 6, size: 32, seed: 2, fixed_options: false }, &|_, _| {}).unwrap();
+    let recs = phantoms::generate(
+        src.path(),
+        &PhantomConfig { per_cell: 6, size: 32, seed: 2, fixed_options: false },
+        &|_, _| {},
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
     let written = split::write_protocols(&recs, src.path(), out.path(), 42).unwrap();
     assert_eq!(written.len(), 13);
     // Med-R1's file names.
-    for name in ["modality/train/CT_train.json", "modality/test/X-Ray_test.json", "modality/test/ultrasound_test.json", "q_type/train/Lesion Grading_train.json", "q_type/test/Other Biological Attributes_test.json"] {
+    for name in [
+        "modality/train/CT_train.json",
+        "modality/test/X-Ray_test.json",
+        "modality/test/ultrasound_test.json",
+        "q_type/train/Lesion Grading_train.json",
+        "q_type/test/Other Biological Attributes_test.json",
+    ] {
         assert!(out.path().join(name).is_file(), "{name}");
     }
     let opts = ReadOptions { image_root: None, check_images: true };
     for m in Modality::ALL {
-        let tr = medr1_split::read_file(&out.path().join(format!("modality/train/{}_train.json", m.medr1_stem())), &opts);
+        let tr =
+            medr1_split::read_file(&out.path().join(format!("modality/train/{}_train.json", m.medr1_stem())), &opts);
         let te = medr1_split::read_file(&out.path().join(format!("modality/test/{}_test.json", m.medr1_stem())), &opts);
         assert!(tr.images_checked && tr.problems.is_empty() && te.problems.is_empty());
         // 30 records per modality: 6 test, 24 train, no overlap, nothing lost.
@@ -31,7 +43,10 @@ fn protocols_are_80_20_per_domain_disjoint_complete_seeded_and_readable() {
         // Records survive the round trip whole (question, options, gold, modality, type).
         for r in tr.records.iter().chain(&te.records) {
             let orig = recs.iter().find(|o| o.id == r.id).unwrap();
-            assert_eq!((&r.question, &r.options, r.answer, r.modality, r.question_type), (&orig.question, &orig.options, orig.answer, orig.modality, orig.question_type));
+            assert_eq!(
+                (&r.question, &r.options, r.answer, r.modality, r.question_type),
+                (&orig.question, &orig.options, orig.answer, orig.modality, orig.question_type)
+            );
             assert_eq!(r.image_path, std::fs::canonicalize(src.path()).unwrap().join(&orig.image));
         }
     }

@@ -78,9 +78,18 @@ fn normalise(s: &str) -> String {
 fn stated_option(text: &str, options: &[String]) -> Option<usize> {
     let hay = format!(" {} ", normalise(text));
     let norm: Vec<String> = options.iter().map(|o| normalise(o)).collect();
-    let found: Vec<usize> = (0..options.len()).filter(|&i| !norm[i].is_empty() && hay.contains(&format!(" {} ", norm[i]))).collect();
+    let found: Vec<usize> =
+        (0..options.len()).filter(|&i| !norm[i].is_empty() && hay.contains(&format!(" {} ", norm[i]))).collect();
     // "Lung" inside a matched "Lung cancer" is not a second answer.
-    let kept: Vec<usize> = found.iter().copied().filter(|&i| !found.iter().any(|&j| j != i && norm[j].len() > norm[i].len() && format!(" {} ", norm[j]).contains(&format!(" {} ", norm[i])))).collect();
+    let kept: Vec<usize> = found
+        .iter()
+        .copied()
+        .filter(|&i| {
+            !found.iter().any(|&j| {
+                j != i && norm[j].len() > norm[i].len() && format!(" {} ", norm[j]).contains(&format!(" {} ", norm[i]))
+            })
+        })
+        .collect();
     match kept.as_slice() {
         [one] => Some(*one),
         _ => None,
@@ -148,7 +157,10 @@ mod tests {
         assert_eq!(lenient_answer("<answer>(C)</answer>", &o), Some((2, Method::TagLetter)));
         assert_eq!(lenient_answer("<answer>D) Ultrasound</answer>", &o), Some((3, Method::TagLetter)));
         assert_eq!(lenient_answer("<answer>MRI</answer>", &o), Some((1, Method::TagText)));
-        assert_eq!(lenient_answer("<think>T2 bright fluid</think><answer>\nmri\n</answer>", &o), Some((1, Method::TagText)));
+        assert_eq!(
+            lenient_answer("<think>T2 bright fluid</think><answer>\nmri\n</answer>", &o),
+            Some((1, Method::TagText))
+        );
         assert_eq!(lenient_answer("B", &o), Some((1, Method::Letter)));
         assert_eq!(lenient_answer(" b.\n", &o), Some((1, Method::Letter)));
         assert_eq!(lenient_answer("A) CT", &o), Some((0, Method::Letter)));

@@ -70,7 +70,11 @@ pub fn read(path: &Path) -> Result<(Vec<Prediction>, Vec<String>)> {
 
 /// Appends predictions, one JSON line each, flushed so a kill loses at most the line being written.
 pub fn append(path: &Path, preds: &[Prediction]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     let mut buf = String::new();
     for p in preds {
         buf += &serde_json::to_string(p)?;

@@ -25,7 +25,12 @@ pub fn user_messages(text: &str) -> serde_json::Value {
 }
 
 /// The model-ready prompt for a record.
-pub fn record_prompt(processor: &Processor, r: &Record, variant: PromptVariant, resize: Option<(u32, u32)>) -> Result<Prompt> {
+pub fn record_prompt(
+    processor: &Processor,
+    r: &Record,
+    variant: PromptVariant,
+    resize: Option<(u32, u32)>,
+) -> Result<Prompt> {
     let img = record_image(r, resize)?;
     Ok(processor.prompt_with_images(&user_messages(&variant.for_record(r)), &[img])?)
 }

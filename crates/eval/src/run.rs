@@ -19,7 +19,13 @@ fn name_or_unknown(n: Option<&str>) -> String {
 }
 
 /// A prediction for `r` from the backend's answer (or its failure).
-pub fn score(r: &Record, variant: PromptVariant, prompt_text: &str, answer: Result<Answer, String>, seconds: f64) -> Prediction {
+pub fn score(
+    r: &Record,
+    variant: PromptVariant,
+    prompt_text: &str,
+    answer: Result<Answer, String>,
+    seconds: f64,
+) -> Prediction {
     let gold = r.gold_letter().to_string();
     let (output, completion_tokens, error) = match answer {
         Ok(a) => (a.output, a.completion_tokens, None),
@@ -50,7 +56,12 @@ pub fn score(r: &Record, variant: PromptVariant, prompt_text: &str, answer: Resu
 
 /// Scores a chunk of records: images are read here (an unreadable one fails only its record),
 /// the rest go to the backend together.
-pub fn score_chunk(backend: &dyn Backend, records: &[&Record], variant: PromptVariant, resize: Option<(u32, u32)>) -> Vec<Prediction> {
+pub fn score_chunk(
+    backend: &dyn Backend,
+    records: &[&Record],
+    variant: PromptVariant,
+    resize: Option<(u32, u32)>,
+) -> Vec<Prediction> {
     let t0 = Instant::now();
     let mut items = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
@@ -71,7 +82,9 @@ pub fn score_chunk(backend: &dyn Backend, records: &[&Record], variant: PromptVa
         .map(|(r, slot)| {
             let text = variant.for_record(r);
             let answer = match slot {
-                Ok(k) => answers[k].take().unwrap_or_else(|| Err(anyhow::anyhow!("no answer"))).map_err(|e| format!("{e:#}")),
+                Ok(k) => {
+                    answers[k].take().unwrap_or_else(|| Err(anyhow::anyhow!("no answer"))).map_err(|e| format!("{e:#}"))
+                }
                 Err(e) => Err(e),
             };
             score(r, variant, &text, answer, share)
@@ -80,7 +93,12 @@ pub fn score_chunk(backend: &dyn Backend, records: &[&Record], variant: PromptVa
 }
 
 /// Scores records in memory (no files): what the demo and the protocol use between trainings.
-pub fn evaluate(backend: &dyn Backend, records: &[Record], variant: PromptVariant, resize: Option<(u32, u32)>) -> Vec<Prediction> {
+pub fn evaluate(
+    backend: &dyn Backend,
+    records: &[Record],
+    variant: PromptVariant,
+    resize: Option<(u32, u32)>,
+) -> Vec<Prediction> {
     let refs: Vec<&Record> = records.iter().collect();
     refs.chunks(backend.chunk_size()).flat_map(|c| score_chunk(backend, c, variant, resize)).collect()
 }
@@ -108,7 +126,12 @@ pub struct Progress {
     pub resumed: usize,
 }
 
-pub fn run(backend: &dyn Backend, records: &[Record], o: &RunOptions, on: &mut dyn FnMut(&Progress)) -> Result<Summary> {
+pub fn run(
+    backend: &dyn Backend,
+    records: &[Record],
+    o: &RunOptions,
+    on: &mut dyn FnMut(&Progress),
+) -> Result<Summary> {
     std::fs::create_dir_all(&o.out)?;
     let pred_path = o.out.join("predictions.jsonl");
     let (previous, torn) = prediction::read(&pred_path)?;
@@ -116,13 +139,26 @@ pub fn run(backend: &dyn Backend, records: &[Record], o: &RunOptions, on: &mut d
         eprintln!("ignored (will be redone): {t}");
     }
     if let Some(p) = previous.iter().find(|p| p.prompt != o.variant.name()) {
-        bail!("{}: holds predictions made with --prompt {} (record {}); give a new --out for --prompt {}", pred_path.display(), p.prompt, p.id, o.variant.name());
+        bail!(
+            "{}: holds predictions made with --prompt {} (record {}); give a new --out for --prompt {}",
+            pred_path.display(),
+            p.prompt,
+            p.id,
+            o.variant.name()
+        );
     }
     let records = &records[..o.limit.unwrap_or(records.len()).min(records.len())];
     let done: HashSet<&str> = previous.iter().filter(|p| p.error.is_none()).map(|p| p.id.as_str()).collect();
     let todo: Vec<&Record> = records.iter().filter(|r| !done.contains(r.id.as_str())).collect();
     let in_set: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let mut pr = Progress { done: records.len() - todo.len(), total: records.len(), scored: 0, correct: 0, failed: 0, resumed: records.len() - todo.len() };
+    let mut pr = Progress {
+        done: records.len() - todo.len(),
+        total: records.len(),
+        scored: 0,
+        correct: 0,
+        failed: 0,
+        resumed: records.len() - todo.len(),
+    };
     for p in previous.iter().filter(|p| p.error.is_none() && in_set.contains(p.id.as_str())) {
         pr.scored += 1;
         pr.correct += p.correct as usize;

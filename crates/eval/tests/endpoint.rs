@@ -39,7 +39,14 @@ fn endpoint(url: String, model: &str, api_key: Option<&str>) -> Endpoint {
 }
 
 fn opts(out: &std::path::Path) -> RunOptions {
-    RunOptions { variant: PromptVariant::NoThink, out: out.to_path_buf(), resize: None, limit: None, data: "phantoms".into(), train_domain: None }
+    RunOptions {
+        variant: PromptVariant::NoThink,
+        out: out.to_path_buf(),
+        resize: None,
+        limit: None,
+        data: "phantoms".into(),
+        train_domain: None,
+    }
 }
 
 #[test]
@@ -51,8 +58,19 @@ fn endpoint_on_medr1_serve_equals_local_scoring() {
     let want = run(&local, &records, &opts(&tmp.path().join("local")), &mut |_| {}).unwrap();
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let so = serve::ServeOptions { port: 0, served_model: "tiny".into(), api_key: Some("k3y".into()), ..serve::ServeOptions::default() };
-    let server = rt.block_on(serve::start(Checkpoint::open(&common::model_dir(), DType::F32).unwrap(), &so, std::future::pending())).unwrap();
+    let so = serve::ServeOptions {
+        port: 0,
+        served_model: "tiny".into(),
+        api_key: Some("k3y".into()),
+        ..serve::ServeOptions::default()
+    };
+    let server = rt
+        .block_on(serve::start(
+            Checkpoint::open(&common::model_dir(), DType::F32).unwrap(),
+            &so,
+            std::future::pending(),
+        ))
+        .unwrap();
     let remote = endpoint(format!("http://{}/v1", server.addr), "tiny", Some("k3y"));
     let got = run(&remote, &records, &opts(&tmp.path().join("remote")), &mut |_| {}).unwrap();
     rt.block_on(server.shutdown());
@@ -70,13 +88,24 @@ fn endpoint_on_medr1_serve_equals_local_scoring() {
 
     // A wrong key is a 401: not retried, recorded per record.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let server = rt.block_on(serve::start(Checkpoint::open(&common::model_dir(), DType::F32).unwrap(), &so, std::future::pending())).unwrap();
+    let server = rt
+        .block_on(serve::start(
+            Checkpoint::open(&common::model_dir(), DType::F32).unwrap(),
+            &so,
+            std::future::pending(),
+        ))
+        .unwrap();
     let wrong = endpoint(format!("http://{}/v1", server.addr), "tiny", Some("nope"));
     let s = run(&wrong, &records[..2], &opts(&tmp.path().join("wrong-key")), &mut |_| {}).unwrap();
     rt.block_on(server.shutdown());
     assert_eq!((s.failed, s.overall.n), (2, 0));
     let (wp, _) = prediction::read(&tmp.path().join("wrong-key/predictions.jsonl")).unwrap();
-    assert!(wp[0].error.as_deref().unwrap().contains("HTTP 401") && wp[0].error.as_deref().unwrap().contains("after 1 attempt"), "{:?}", wp[0].error);
+    assert!(
+        wp[0].error.as_deref().unwrap().contains("HTTP 401")
+            && wp[0].error.as_deref().unwrap().contains("after 1 attempt"),
+        "{:?}",
+        wp[0].error
+    );
 }
 
 /// What the scripted server does with the k-th record.
@@ -101,7 +130,11 @@ struct Scripted {
     broken_fixed: Mutex<bool>,
 }
 
-async fn scripted(State(s): State<Arc<Scripted>>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn scripted(
+    State(s): State<Arc<Scripted>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     assert_eq!(body["model"], "remote-72b");
     assert_eq!(body["temperature"], 0.0);
     assert_eq!(headers.get("authorization").unwrap(), "Bearer secret");
@@ -109,7 +142,8 @@ async fn scripted(State(s): State<Arc<Scripted>>, headers: HeaderMap, Json(body)
     let url = content[0]["image_url"]["url"].as_str().unwrap();
     let text = content[1]["text"].as_str().unwrap();
     let (k, gold, gold_text) = s.by_text[text].clone();
-    let png = base64::engine::general_purpose::STANDARD.decode(url.strip_prefix("data:image/png;base64,").unwrap()).unwrap();
+    let png =
+        base64::engine::general_purpose::STANDARD.decode(url.strip_prefix("data:image/png;base64,").unwrap()).unwrap();
     assert_eq!(image::load_from_memory(&png).unwrap().to_rgb8().into_raw(), s.pixels[&k], "record {k}: pixels differ");
     let attempt = {
         let mut a = s.attempts.lock().unwrap();
@@ -117,13 +151,24 @@ async fn scripted(State(s): State<Arc<Scripted>>, headers: HeaderMap, Json(body)
         *n += 1;
         *n
     };
-    let answer = |content: String| (StatusCode::OK, Json(json!({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {"completion_tokens": 5}})));
+    let answer = |content: String| {
+        (
+            StatusCode::OK,
+            Json(
+                json!({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": {"completion_tokens": 5}}),
+            ),
+        )
+    };
     match script(k) {
         Script::Right => answer(format!("<answer> {gold} </answer>")),
-        Script::FlakyThenWrong if attempt == 1 => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": "warming up"}}))),
+        Script::FlakyThenWrong if attempt == 1 => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": "warming up"}})))
+        }
         Script::FlakyThenWrong => answer(format!("<answer>{}</answer>", if gold == 'A' { 'B' } else { 'A' })),
         Script::Words => answer(format!("The image shows {gold_text}.")),
-        Script::Broken if !*s.broken_fixed.lock().unwrap() => (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "image too large"}}))),
+        Script::Broken if !*s.broken_fixed.lock().unwrap() => {
+            (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "image too large"}})))
+        }
         Script::Broken => answer(format!("<answer>{gold}</answer>")),
     }
 }
@@ -136,13 +181,20 @@ fn retries_failures_and_exact_counts_against_a_scripted_server() {
         .into_iter()
         .filter(|r| {
             let g = r.options[r.answer].to_lowercase();
-            r.options.iter().enumerate().all(|(i, o)| i == r.answer || (!o.to_lowercase().contains(&g) && !g.contains(&o.to_lowercase())))
+            r.options
+                .iter()
+                .enumerate()
+                .all(|(i, o)| i == r.answer || (!o.to_lowercase().contains(&g) && !g.contains(&o.to_lowercase())))
         })
         .take(16)
         .collect();
     assert_eq!(records.len(), 16);
     let state = Arc::new(Scripted {
-        by_text: records.iter().enumerate().map(|(k, r)| (PromptVariant::NoThink.for_record(r), (k, r.gold_letter(), r.options[r.answer].clone()))).collect(),
+        by_text: records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (PromptVariant::NoThink.for_record(r), (k, r.gold_letter(), r.options[r.answer].clone())))
+            .collect(),
         attempts: Mutex::new(HashMap::new()),
         pixels: records.iter().enumerate().map(|(k, r)| (k, data::image::open(&r.image_path).unwrap().data)).collect(),
         broken_fixed: Mutex::new(false),

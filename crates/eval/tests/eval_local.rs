@@ -13,7 +13,14 @@ use eval::Summary;
 use vlm::Checkpoint;
 
 fn opts(out: &std::path::Path, limit: Option<usize>) -> RunOptions {
-    RunOptions { variant: PromptVariant::NoThink, out: out.to_path_buf(), resize: None, limit, data: "phantoms".into(), train_domain: Some("CT".into()) }
+    RunOptions {
+        variant: PromptVariant::NoThink,
+        out: out.to_path_buf(),
+        resize: None,
+        limit,
+        data: "phantoms".into(),
+        train_domain: Some("CT".into()),
+    }
 }
 
 fn same_but_time(a: &Summary, b: &Summary) {
@@ -84,6 +91,7 @@ fn counts_add_up_and_resume_gives_the_same_summary() {
     assert!(err.contains("--prompt nothink"), "{err}");
 
     // The summary file is what was returned.
-    let on_disk: Summary = serde_json::from_str(&std::fs::read_to_string(resumed_dir.join("summary.json")).unwrap()).unwrap();
+    let on_disk: Summary =
+        serde_json::from_str(&std::fs::read_to_string(resumed_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(on_disk, resumed);
 }

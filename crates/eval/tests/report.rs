@@ -10,8 +10,20 @@ fn acc(correct: usize, n: usize) -> Accuracy {
 }
 
 /// An eval folder whose model was tested on CT and MRI questions.
-fn eval_dir(root: &Path, name: &str, prompt: &str, domain: Option<&str>, ct: (usize, usize), mri: (usize, usize)) -> String {
-    let mut s = Summary { prompt: prompt.into(), model: format!("model-{name}"), train_domain: domain.map(String::from), ..Summary::default() };
+fn eval_dir(
+    root: &Path,
+    name: &str,
+    prompt: &str,
+    domain: Option<&str>,
+    ct: (usize, usize),
+    mri: (usize, usize),
+) -> String {
+    let mut s = Summary {
+        prompt: prompt.into(),
+        model: format!("model-{name}"),
+        train_domain: domain.map(String::from),
+        ..Summary::default()
+    };
     s.by_modality.insert("CT".into(), acc(ct.0, ct.1));
     s.by_modality.insert("MRI".into(), acc(mri.0, mri.1));
     s.overall = acc(ct.0 + mri.0, ct.1 + mri.1);
@@ -52,13 +64,38 @@ fn matrices_tables_and_figures() {
     let out = r.join("report");
     let files = report::write_report(&runs, &ReportOptions { out: out.clone(), axis: None, diff: None }).unwrap();
     let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["report.md", "runs.csv", "by_modality.csv", "by_question_type.csv", "by_modality.png", "by_modality.svg", "matrix_think.csv", "matrix_think.png", "matrix_think.svg", "matrix_nothink.png", "diff_nothink_minus_think.csv", "diff_nothink_minus_think.png", "diff_nothink_minus_think.svg"] {
+    for want in [
+        "report.md",
+        "runs.csv",
+        "by_modality.csv",
+        "by_question_type.csv",
+        "by_modality.png",
+        "by_modality.svg",
+        "matrix_think.csv",
+        "matrix_think.png",
+        "matrix_think.svg",
+        "matrix_nothink.png",
+        "diff_nothink_minus_think.csv",
+        "diff_nothink_minus_think.png",
+        "diff_nothink_minus_think.svg",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
-    assert_eq!(std::fs::read_to_string(out.join("diff_nothink_minus_think.csv")).unwrap(), "train_domain,CT,MRI\nCT,-30.00,20.00\nMRI,20.00,10.00\n");
-    assert_eq!(std::fs::read_to_string(out.join("by_modality.csv")).unwrap().lines().nth(1).unwrap(), "think-ct,80.00,20.00,50.00");
+    assert_eq!(
+        std::fs::read_to_string(out.join("diff_nothink_minus_think.csv")).unwrap(),
+        "train_domain,CT,MRI\nCT,-30.00,20.00\nMRI,20.00,10.00\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("by_modality.csv")).unwrap().lines().nth(1).unwrap(),
+        "think-ct,80.00,20.00,50.00"
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| trained on \\ tested on | CT | MRI |\n|---|---:|---:|\n| CT | 80.0 | 20.0 |\n| MRI | 30.0 | 90.0 |"), "{md}");
+    assert!(
+        md.contains(
+            "| trained on \\ tested on | CT | MRI |\n|---|---:|---:|\n| CT | 80.0 | 20.0 |\n| MRI | 30.0 | 90.0 |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("| CT | -30.0 | +20.0 |"), "{md}");
     assert!(md.contains("| think-ct | model-think-ct | think | CT | 20 | 50.0 |"), "{md}");
 
@@ -83,7 +120,12 @@ fn matrices_tables_and_figures() {
     assert!(loss[0] > loss[2], "a loss is drawn red: {loss:?}");
 
     // An explicit difference that has no matrix is an error naming what exists.
-    let err = report::write_report(&runs, &ReportOptions { out: r.join("r2"), axis: None, diff: Some(("thinkafter".into(), "think".into())) }).unwrap_err().to_string();
+    let err = report::write_report(
+        &runs,
+        &ReportOptions { out: r.join("r2"), axis: None, diff: Some(("thinkafter".into(), "think".into())) },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("have: nothink, think"), "{err}");
     // Not an eval folder: the error names the file.
     let err = report::load_run(&r.join("nope").display().to_string()).err().unwrap().to_string();

@@ -144,7 +144,9 @@ impl Default for TrainConfig {
             lora_r: 0,
             lora_alpha: 16.0,
             lora_dropout: 0.0,
-            lora_target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
+            lora_target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                .map(String::from)
+                .to_vec(),
             lora_vision: false,
             lora_base_dtype: "f32".into(),
             max_pixels: 401_408,
@@ -159,7 +161,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The LoRA settings when LoRA is on.
     pub fn lora(&self) -> Option<crate::lora::LoraSettings> {
-        (self.lora_r > 0).then(|| crate::lora::LoraSettings { r: self.lora_r, alpha: self.lora_alpha, dropout: self.lora_dropout, target_modules: self.lora_target_modules.clone(), vision: self.lora_vision, base_bf16: self.lora_base_dtype == "bf16" })
+        (self.lora_r > 0).then(|| crate::lora::LoraSettings {
+            r: self.lora_r,
+            alpha: self.lora_alpha,
+            dropout: self.lora_dropout,
+            target_modules: self.lora_target_modules.clone(),
+            vision: self.lora_vision,
+            base_bf16: self.lora_base_dtype == "bf16",
+        })
     }
 
     /// Reads an optional TOML file, then applies `key=value` overrides (values are TOML; a bare
@@ -174,7 +183,8 @@ impl TrainConfig {
         let mut table: toml::Table = toml::from_str(&base.to_toml())?;
         if let Some(f) = file {
             let text = std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
-            let from_file: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", f.display()))?;
+            let from_file: toml::Table =
+                toml::from_str(&text).with_context(|| format!("{}: not valid TOML", f.display()))?;
             table.extend(from_file);
         }
         for o in overrides {
@@ -187,16 +197,23 @@ impl TrainConfig {
             table.insert(k.to_string(), value);
         }
         let what = file.map(|f| f.display().to_string()).unwrap_or_else(|| "--set".into());
-        let cfg: TrainConfig = toml::Value::Table(table).try_into().with_context(|| format!("{what}: invalid training settings"))?;
+        let cfg: TrainConfig =
+            toml::Value::Table(table).try_into().with_context(|| format!("{what}: invalid training settings"))?;
         cfg.check()?;
         Ok(cfg)
     }
 
     pub fn check(&self) -> Result<()> {
-        anyhow::ensure!(self.num_generations >= 2, "num_generations must be at least 2 (advantages compare completions of one prompt)");
+        anyhow::ensure!(
+            self.num_generations >= 2,
+            "num_generations must be at least 2 (advantages compare completions of one prompt)"
+        );
         anyhow::ensure!(self.prompts_per_step >= 1, "prompts_per_step must be at least 1");
         anyhow::ensure!(self.max_completion_length >= 1, "max_completion_length must be at least 1");
-        anyhow::ensure!(self.image_resize.is_empty() || self.image_resize.len() == 2, "image_resize is [width, height] or empty");
+        anyhow::ensure!(
+            self.image_resize.is_empty() || self.image_resize.len() == 2,
+            "image_resize is [width, height] or empty"
+        );
         anyhow::ensure!(self.num_iterations >= 1, "num_iterations must be at least 1");
         Ok(())
     }
@@ -213,10 +230,28 @@ mod tests {
     #[test]
     fn defaults_are_med_r1s_and_overrides_apply() {
         let c = TrainConfig::default();
-        assert_eq!((c.num_generations, c.temperature, c.max_completion_length, c.beta, c.learning_rate), (4, 1.0, 256, 0.04, 1e-6));
-        assert_eq!((c.lr_scheduler, c.max_grad_norm, c.prompts_per_step, c.epochs, c.max_pixels), (Schedule::Linear, 1.0, 4, 2, 401_408));
-        let c = TrainConfig::load(None, &["learning_rate=1e-4".into(), "prompt=nothink".into(), "image_resize=[384, 384]".into(), "loss_type=dapo".into()]).unwrap();
-        assert_eq!((c.learning_rate, c.prompt, c.image_resize.clone(), c.loss_type), (1e-4, PromptVariant::NoThink, vec![384, 384], LossType::Dapo));
+        assert_eq!(
+            (c.num_generations, c.temperature, c.max_completion_length, c.beta, c.learning_rate),
+            (4, 1.0, 256, 0.04, 1e-6)
+        );
+        assert_eq!(
+            (c.lr_scheduler, c.max_grad_norm, c.prompts_per_step, c.epochs, c.max_pixels),
+            (Schedule::Linear, 1.0, 4, 2, 401_408)
+        );
+        let c = TrainConfig::load(
+            None,
+            &[
+                "learning_rate=1e-4".into(),
+                "prompt=nothink".into(),
+                "image_resize=[384, 384]".into(),
+                "loss_type=dapo".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.learning_rate, c.prompt, c.image_resize.clone(), c.loss_type),
+            (1e-4, PromptVariant::NoThink, vec![384, 384], LossType::Dapo)
+        );
         assert!(TrainConfig::load(None, &["lerning_rate=1".into()]).unwrap_err().to_string().contains("invalid"));
         assert!(TrainConfig::load(None, &["num_generations=1".into()]).is_err());
         // Round trip through the printed form.

@@ -133,7 +133,8 @@ fn summary_json(s: &Summary) -> Value {
 /// questions would show the warm start one or two modalities only, and it learns to answer with
 /// their letters alone.)
 pub fn warm_start_slice(train: &[Record], n: usize, seed: u64) -> Vec<Record> {
-    let mut cells: std::collections::BTreeMap<(Option<data::Modality>, Option<data::QuestionType>), Vec<usize>> = Default::default();
+    let mut cells: std::collections::BTreeMap<(Option<data::Modality>, Option<data::QuestionType>), Vec<usize>> =
+        Default::default();
     for i in crate::stream::epoch_order(train.len(), seed, 0) {
         cells.entry((train[i].modality, train[i].question_type)).or_default().push(i);
     }
@@ -164,10 +165,14 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
     std::fs::create_dir_all(&o.out)?;
     on(DemoEvent::Phase("generating the phantom benchmark"));
     let ph_dir = o.out.join("phantoms");
-    let records: Vec<Record> = phantoms::generate(&ph_dir, &PhantomConfig { per_cell: o.per_cell, size: 112, seed: o.seed, fixed_options: o.fixed_options }, &|_, _| {})?
-        .into_iter()
-        .filter(|r| r.question_type.is_some_and(|q| o.question_types.contains(&q)))
-        .collect();
+    let records: Vec<Record> = phantoms::generate(
+        &ph_dir,
+        &PhantomConfig { per_cell: o.per_cell, size: 112, seed: o.seed, fixed_options: o.fixed_options },
+        &|_, _| {},
+    )?
+    .into_iter()
+    .filter(|r| r.question_type.is_some_and(|q| o.question_types.contains(&q)))
+    .collect();
     let (train, test): (Vec<Record>, Vec<Record>) = split::train_test(&records, split::TEST_FRACTION, o.seed, 7);
     on(DemoEvent::Phase("building a tiny Qwen2-VL"));
     let init = o.out.join("model-init");
@@ -253,7 +258,12 @@ mod tests {
     #[test]
     fn the_warm_start_slice_covers_every_cell_evenly() {
         let dir = std::env::temp_dir().join(format!("medr1-slice-{}", std::process::id()));
-        let records = phantoms::generate(&dir, &PhantomConfig { per_cell: 6, size: 28, seed: 1, fixed_options: true }, &|_, _| {}).unwrap();
+        let records = phantoms::generate(
+            &dir,
+            &PhantomConfig { per_cell: 6, size: 28, seed: 1, fixed_options: true },
+            &|_, _| {},
+        )
+        .unwrap();
         let slice = warm_start_slice(&records, 80, 0);
         assert_eq!(slice.len(), 80);
         let mut per_cell: std::collections::HashMap<_, usize> = Default::default();

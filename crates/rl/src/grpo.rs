@@ -96,7 +96,11 @@ pub fn update(
     let parts: Vec<(vlm::model::Batch, Vec<Vec<u32>>, Tensor)> = chunks
         .iter()
         .map(|c| {
-            let b = if c.len() == rows { rollout.batch.clone() } else { rollout.batch.select_rows(c, pcfg.image_token_id, pcfg.vision.spatial_merge_size)? };
+            let b = if c.len() == rows {
+                rollout.batch.clone()
+            } else {
+                rollout.batch.select_rows(c, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?
+            };
             let m: Vec<Vec<u32>> = c.iter().map(|&r| cmask[r].clone()).collect();
             let a = Tensor::from_vec(c.iter().map(|&r| advantages[r]).collect::<Vec<f32>>(), c.len(), &dev)?;
             Ok((b, m, a))
@@ -133,10 +137,26 @@ pub fn update(
             let lp = completion_logprobs(&policy.model, b, m)?;
             let tokens = scalar(&lp.mask.sum_all()?)?;
             let tokens_in_batch = if cfg.loss.loss_type == LossType::Dapo { total_tokens } else { tokens };
-            let out = grpo_loss(cfg.loss, &LossInputs { logps: &lp.logprobs, old_logps: old_lp[k].as_ref(), ref_logps: ref_lp[k].as_ref(), advantages: a, mask: &lp.mask, tokens_in_batch })?;
+            let out = grpo_loss(
+                cfg.loss,
+                &LossInputs {
+                    logps: &lp.logprobs,
+                    old_logps: old_lp[k].as_ref(),
+                    ref_logps: ref_lp[k].as_ref(),
+                    advantages: a,
+                    mask: &lp.mask,
+                    tokens_in_batch,
+                },
+            )?;
             let share = match cfg.loss.loss_type {
                 LossType::Grpo | LossType::DrGrpo => b.rows() as f64 / rows as f64,
-                LossType::Bnpo => if total_tokens > 0.0 { tokens / total_tokens } else { 0.0 },
+                LossType::Bnpo => {
+                    if total_tokens > 0.0 {
+                        tokens / total_tokens
+                    } else {
+                        0.0
+                    }
+                }
                 LossType::Dapo => 1.0,
             };
             let scaled = if share == 1.0 { out.loss.clone() } else { (&out.loss * share)? };

@@ -37,7 +37,8 @@ impl LoraSettings {
     /// Whether the layer named `module` gets an adapter.
     pub fn targets(&self, module: &str) -> bool {
         let last = module.rsplit('.').next().unwrap_or(module);
-        (self.vision || !module.starts_with("visual.")) && self.target_modules.iter().any(|t| t == last || module.ends_with(&format!(".{t}")))
+        (self.vision || !module.starts_with("visual."))
+            && self.target_modules.iter().any(|t| t == last || module.ends_with(&format!(".{t}")))
     }
 }
 
@@ -65,7 +66,11 @@ pub fn init(model: &mut vlm::model::Qwen2Vl, s: &LoraSettings, seed: u64) -> Res
         let (o, i) = if lin.transposed { (i, o) } else { (o, i) };
         let bound = 1.0 / (i as f64).sqrt();
         let a: Vec<f32> = (0..s.r * i).map(|_| rng.random_range(-bound..bound) as f32).collect();
-        out.push((module, Tensor::from_vec(a, (s.r, i), &Device::Cpu)?, Tensor::zeros((o, s.r), DType::F32, &Device::Cpu)?));
+        out.push((
+            module,
+            Tensor::from_vec(a, (s.r, i), &Device::Cpu)?,
+            Tensor::zeros((o, s.r), DType::F32, &Device::Cpu)?,
+        ));
     }
     if out.is_empty() {
         bail!("lora_target_modules {:?} match no layer of the model", s.target_modules);
@@ -75,12 +80,22 @@ pub fn init(model: &mut vlm::model::Qwen2Vl, s: &LoraSettings, seed: u64) -> Res
 
 /// The adapters as the model takes them, by module name; `dropout_seed` switches LoRA dropout on
 /// (training) with the trainer's per-forward seed.
-pub fn adapters(tensors: &HashMap<String, Tensor>, s: &LoraSettings, dropout_seed: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>) -> Result<HashMap<String, LoraAdapter>> {
+pub fn adapters(
+    tensors: &HashMap<String, Tensor>,
+    s: &LoraSettings,
+    dropout_seed: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> Result<HashMap<String, LoraAdapter>> {
     let mut out = HashMap::new();
     for (name, a) in tensors {
         if let Some(module) = name.strip_suffix(".lora_A.weight") {
-            let b = tensors.get(&names(module).1).with_context(|| format!("adapter `{module}` has lora_A but no lora_B"))?;
-            let dropout = dropout_seed.filter(|_| s.dropout > 0.0).map(|seed| vlm::lora::LoraDropout { p: s.dropout, seed: seed.clone(), salt: vlm::lora::salt(module) });
+            let b = tensors
+                .get(&names(module).1)
+                .with_context(|| format!("adapter `{module}` has lora_A but no lora_B"))?;
+            let dropout = dropout_seed.filter(|_| s.dropout > 0.0).map(|seed| vlm::lora::LoraDropout {
+                p: s.dropout,
+                seed: seed.clone(),
+                salt: vlm::lora::salt(module),
+            });
             out.insert(module.to_string(), LoraAdapter { a: a.clone(), b: b.clone(), scaling: s.scaling(), dropout });
         }
     }
@@ -108,7 +123,13 @@ struct PeftConfig {
 const PEFT_PREFIX: &str = "base_model.model.";
 
 /// Writes `adapter_config.json` and `adapter_model.safetensors` (float32) into `out`.
-pub fn save_adapter(out: &Path, tensors: &HashMap<String, Tensor>, s: &LoraSettings, layout: NameLayout, base: &Path) -> Result<()> {
+pub fn save_adapter(
+    out: &Path,
+    tensors: &HashMap<String, Tensor>,
+    s: &LoraSettings,
+    layout: NameLayout,
+    base: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let cfg = PeftConfig {
         peft_type: "LORA".into(),
@@ -128,10 +149,16 @@ pub fn save_adapter(out: &Path, tensors: &HashMap<String, Tensor>, s: &LoraSetti
     let mut stored = HashMap::new();
     for (name, t) in tensors {
         // The module's name in the base checkpoint's layout, then PEFT's prefix.
-        let module = name.strip_suffix(".lora_A.weight").or_else(|| name.strip_suffix(".lora_B.weight")).with_context(|| format!("`{name}` is not an adapter tensor"))?;
+        let module = name
+            .strip_suffix(".lora_A.weight")
+            .or_else(|| name.strip_suffix(".lora_B.weight"))
+            .with_context(|| format!("`{name}` is not an adapter tensor"))?;
         let stored_module = layout.stored_name(&format!("{module}.weight"));
         let stored_module = stored_module.strip_suffix(".weight").unwrap_or(&stored_module);
-        stored.insert(format!("{PEFT_PREFIX}{stored_module}{}", &name[module.len()..]), t.to_dtype(DType::F32)?.contiguous()?);
+        stored.insert(
+            format!("{PEFT_PREFIX}{stored_module}{}", &name[module.len()..]),
+            t.to_dtype(DType::F32)?.contiguous()?,
+        );
     }
     let tmp = out.join("adapter_model.safetensors.tmp");
     candle_core::safetensors::save(&stored, &tmp)?;
@@ -142,23 +169,40 @@ pub fn save_adapter(out: &Path, tensors: &HashMap<String, Tensor>, s: &LoraSetti
 /// Reads a PEFT LoRA folder: its settings and its tensors under canonical names.
 pub fn load_adapter(dir: &Path) -> Result<(LoraSettings, HashMap<String, Tensor>)> {
     let cf = dir.join("adapter_config.json");
-    let cfg: PeftConfig = serde_json::from_str(&std::fs::read_to_string(&cf).with_context(|| format!("{}: cannot read (not a LoRA adapter folder?)", cf.display()))?)
-        .with_context(|| format!("{}: not a PEFT LoRA config", cf.display()))?;
+    let cfg: PeftConfig = serde_json::from_str(
+        &std::fs::read_to_string(&cf)
+            .with_context(|| format!("{}: cannot read (not a LoRA adapter folder?)", cf.display()))?,
+    )
+    .with_context(|| format!("{}: not a PEFT LoRA config", cf.display()))?;
     if cfg.peft_type != "LORA" {
         bail!("{}: peft_type is {}, only LORA is supported", cf.display(), cfg.peft_type);
     }
     if cfg.use_rslora || cfg.fan_in_fan_out || cfg.bias != "none" {
         bail!("{}: use_rslora, fan_in_fan_out and bias other than \"none\" are not supported", cf.display());
     }
-    let s = LoraSettings { r: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout, target_modules: cfg.target_modules, vision: cfg.medr1_vision, base_bf16: false };
+    let s = LoraSettings {
+        r: cfg.r,
+        alpha: cfg.lora_alpha,
+        dropout: cfg.lora_dropout,
+        target_modules: cfg.target_modules,
+        vision: cfg.medr1_vision,
+        base_bf16: false,
+    };
     let tf = dir.join("adapter_model.safetensors");
-    let raw = candle_core::safetensors::load(&tf, &Device::Cpu).with_context(|| format!("{}: cannot read", tf.display()))?;
+    let raw =
+        candle_core::safetensors::load(&tf, &Device::Cpu).with_context(|| format!("{}: cannot read", tf.display()))?;
     let mut out = HashMap::new();
     for (k, v) in raw {
-        let rest = k.strip_prefix(PEFT_PREFIX).with_context(|| format!("{}: tensor `{k}` lacks PEFT's `{PEFT_PREFIX}` prefix", tf.display()))?;
+        let rest = k
+            .strip_prefix(PEFT_PREFIX)
+            .with_context(|| format!("{}: tensor `{k}` lacks PEFT's `{PEFT_PREFIX}` prefix", tf.display()))?;
         // PEFT may keep the adapter name: `...q_proj.lora_A.default.weight`.
-        let rest = rest.replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight");
-        let (module, kind) = rest.rsplit_once(".lora_").with_context(|| format!("{}: tensor `{k}` is not lora_A / lora_B", tf.display()))?;
+        let rest = rest
+            .replace(".lora_A.default.weight", ".lora_A.weight")
+            .replace(".lora_B.default.weight", ".lora_B.weight");
+        let (module, kind) = rest
+            .rsplit_once(".lora_")
+            .with_context(|| format!("{}: tensor `{k}` is not lora_A / lora_B", tf.display()))?;
         let canonical = NameLayout::Nested.canonical_name(&format!("{module}.weight"));
         let canonical = canonical.strip_suffix(".weight").unwrap_or(&canonical).to_string();
         out.insert(format!("{canonical}.lora_{kind}"), v.to_dtype(DType::F32)?);
@@ -168,11 +212,17 @@ pub fn load_adapter(dir: &Path) -> Result<(LoraSettings, HashMap<String, Tensor>
 
 /// Full weights with the adapters folded in: W + scaling * B A for each adapted layer, in the
 /// base weight's dtype. Every adapter must find its layer.
-pub fn merge(base: &BTreeMap<String, Tensor>, adapter_tensors: &HashMap<String, Tensor>, s: &LoraSettings) -> Result<BTreeMap<String, Tensor>> {
+pub fn merge(
+    base: &BTreeMap<String, Tensor>,
+    adapter_tensors: &HashMap<String, Tensor>,
+    s: &LoraSettings,
+) -> Result<BTreeMap<String, Tensor>> {
     let mut out = base.clone();
     for (module, a) in adapters(adapter_tensors, s, None)? {
         let wname = format!("{module}.weight");
-        let w = out.get(&wname).with_context(|| format!("the adapter for `{module}` has no layer `{wname}` in the base model"))?;
+        let w = out
+            .get(&wname)
+            .with_context(|| format!("the adapter for `{module}` has no layer `{wname}` in the base model"))?;
         let merged = (w.to_dtype(DType::F32)? + a.merged_delta()?)?.to_dtype(w.dtype())?;
         out.insert(wname, merged);
     }

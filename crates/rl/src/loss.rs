@@ -83,7 +83,10 @@ pub fn grpo_loss(cfg: &LossConfig, x: &LossInputs) -> Result<LossOutput> {
     // Clamp written with masks so the gradient passes inside the range and stops outside.
     let below = coef_1.lt(lo)?;
     let above = coef_1.gt(hi)?;
-    let coef_2 = below.where_cond(&coef_1.ones_like()?.affine(lo, 0.0)?, &above.where_cond(&coef_1.ones_like()?.affine(hi, 0.0)?, &coef_1)?)?;
+    let coef_2 = below.where_cond(
+        &coef_1.ones_like()?.affine(lo, 0.0)?,
+        &above.where_cond(&coef_1.ones_like()?.affine(hi, 0.0)?, &coef_1)?,
+    )?;
     let l1 = (&coef_1 * &adv)?;
     let l2 = (&coef_2 * &adv)?;
     // -min(l1, l2); on ties either branch has the same value and gradient.
@@ -116,7 +119,8 @@ pub fn grpo_loss(cfg: &LossConfig, x: &LossInputs) -> Result<LossOutput> {
     let low = (below.to_dtype(DType::F32)? * a_neg.to_dtype(DType::F32)?)?;
     let high = (above.to_dtype(DType::F32)? * a_pos.to_dtype(DType::F32)?)?;
     let lens = mask.sum(1)?.clamp(1.0, f64::INFINITY)?;
-    let per_seq = |m: &Tensor| -> Result<Vec<f32>> { Ok(((m * mask)?.sum(1)? / &lens)?.to_dtype(DType::F32)?.to_vec1::<f32>()?) };
+    let per_seq =
+        |m: &Tensor| -> Result<Vec<f32>> { Ok(((m * mask)?.sum(1)? / &lens)?.to_dtype(DType::F32)?.to_vec1::<f32>()?) };
     let tokens = scalar(&mask.sum_all()?)?.max(1.0);
     let batch_mean = |m: &Tensor| -> Result<f64> { Ok(scalar(&(m * mask)?.sum_all()?)? / tokens) };
     let (low_s, high_s) = (per_seq(&low)?, per_seq(&high)?);
@@ -148,7 +152,14 @@ mod tests {
         let logps = Var::from_tensor(&Tensor::new(&[[-1.0f32, -2.0], [-0.5, -0.7]], &dev).unwrap()).unwrap();
         let mask = Tensor::new(&[[1.0f32, 1.0], [0.0, 0.0]], &dev).unwrap();
         let adv = Tensor::new(&[1.0f32, -1.0], &dev).unwrap();
-        let x = LossInputs { logps: logps.as_tensor(), old_logps: None, ref_logps: None, advantages: &adv, mask: &mask, tokens_in_batch: 2.0 };
+        let x = LossInputs {
+            logps: logps.as_tensor(),
+            old_logps: None,
+            ref_logps: None,
+            advantages: &adv,
+            mask: &mask,
+            tokens_in_batch: 2.0,
+        };
         // grpo: row means (-1, 0 / max(0, 1)) averaged over both rows = -0.5.
         let out = grpo_loss(&cfg(LossType::Grpo), &x).unwrap();
         assert_eq!(out.loss.to_scalar::<f32>().unwrap(), -0.5);

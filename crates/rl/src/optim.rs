@@ -72,7 +72,8 @@ impl AdamW {
 
     pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, step: u64) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            let (Some(m), Some(v)) = (state.get(&format!("exp_avg.{name}")), state.get(&format!("exp_avg_sq.{name}"))) else {
+            let (Some(m), Some(v)) = (state.get(&format!("exp_avg.{name}")), state.get(&format!("exp_avg_sq.{name}")))
+            else {
                 bail!("optimizer state has no moments for `{name}`");
             };
             if m.dims() != p.dims() || v.dims() != p.dims() {
@@ -140,7 +141,11 @@ mod tests {
         // p = 1, g = 0.5, lr 0.1, wd 0.01: m = 0.05, v = 0.00025 (after bias correction 0.5 and
         // 0.25), update = 0.1 * 0.5 / (0.5 + 1e-8); p = 1 * (1 - 0.001) - 0.1 = 0.899.
         let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
-        let mut opt = AdamW::new(vec![("w".into(), p.clone())], AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }).unwrap();
+        let mut opt = AdamW::new(
+            vec![("w".into(), p.clone())],
+            AdamWConfig { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+        )
+        .unwrap();
         let loss = (p.as_tensor() * 0.5).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         opt.step(&grads, 0.1).unwrap();

@@ -9,7 +9,12 @@ use serde_json::Value;
 use std::path::Path;
 
 /// (title, metric path) for each panel; a path is keys joined by '.'.
-pub const PANELS: [(&str, &str); 4] = [("reward (mean)", "reward"), ("accuracy (sampled)", "accuracy"), ("KL to reference", "kl"), ("completion length (mean)", "completion_length.mean")];
+pub const PANELS: [(&str, &str); 4] = [
+    ("reward (mean)", "reward"),
+    ("accuracy (sampled)", "accuracy"),
+    ("KL to reference", "kl"),
+    ("completion length (mean)", "completion_length.mean"),
+];
 
 fn get(v: &Value, path: &str) -> Option<f64> {
     path.split('.').try_fold(v, |v, k| v.get(k))?.as_f64()
@@ -50,7 +55,8 @@ fn panel(img: &mut RgbImage, x0: u32, y0: u32, title: &str, pts: &[(f64, f64)]) 
         return;
     }
     let (xmin, xmax) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), p| (a.min(p.0), c.max(p.0)));
-    let (mut ymin, mut ymax) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), p| (a.min(p.1), c.max(p.1)));
+    let (mut ymin, mut ymax) =
+        pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), p| (a.min(p.1), c.max(p.1)));
     if (ymax - ymin).abs() < 1e-12 {
         ymin -= 0.5;
         ymax += 0.5;

@@ -48,7 +48,15 @@ impl Policy {
             }
         }
         let model = Qwen2Vl::load(&start.cfg, &MapParams(&map))?;
-        Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: None, recompute: None, dropout_seed: Default::default() })
+        Ok(Policy {
+            cfg: start.cfg.clone(),
+            vars,
+            frozen,
+            model,
+            lora: None,
+            recompute: None,
+            dropout_seed: Default::default(),
+        })
     }
 
     /// LoRA on `start`: its weights stay frozen and are shared, not copied (float32 ones are used
@@ -115,9 +123,13 @@ impl Policy {
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         if let Some(s) = &self.lora {
             // The full model the adapters stand for.
-            let base: std::collections::BTreeMap<String, Tensor> = self.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let base: std::collections::BTreeMap<String, Tensor> =
+                self.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             // The adapters were made from this model's own layers, so every one finds its layer.
-            return crate::lora::merge(&base, &self.var_tensors(), s).expect("adapters match the layers they were made for").into_iter().collect();
+            return crate::lora::merge(&base, &self.var_tensors(), s)
+                .expect("adapters match the layers they were made for")
+                .into_iter()
+                .collect();
         }
         let mut out = self.frozen.clone();
         for (n, v) in &self.vars {

@@ -81,13 +81,26 @@ fn finished(dir: &Path) -> Option<bool> {
 }
 
 /// Runs the experiment; returns the report's files.
-pub fn run_protocol(records: &[Record], o: &ProtocolOptions, on: &mut dyn FnMut(ProtocolEvent)) -> Result<Vec<PathBuf>> {
+pub fn run_protocol(
+    records: &[Record],
+    o: &ProtocolOptions,
+    on: &mut dyn FnMut(ProtocolEvent),
+) -> Result<Vec<PathBuf>> {
     let parts = splits(records, o.axis, o.split_seed);
     // Every model is tested on the same questions: each domain's test part, capped by an even
     // spread over it (its records are in file order, grouped by the other axis, so its first N
     // would all share one question type or modality).
-    let test: Vec<Record> = parts.iter().flat_map(|p| spread(&p.test, o.test_limit).into_iter().map(|r| r.clone())).collect();
-    let wanted: Vec<String> = o.domains.iter().map(|d| o.axis.canonical(d).map(String::from).ok_or_else(|| anyhow::anyhow!("unknown {} `{d}`", if o.axis == Axis::Modality { "modality" } else { "question type" }))).collect::<Result<_>>()?;
+    let test: Vec<Record> =
+        parts.iter().flat_map(|p| spread(&p.test, o.test_limit).into_iter().map(|r| r.clone())).collect();
+    let wanted: Vec<String> = o
+        .domains
+        .iter()
+        .map(|d| {
+            o.axis.canonical(d).map(String::from).ok_or_else(|| {
+                anyhow::anyhow!("unknown {} `{d}`", if o.axis == Axis::Modality { "modality" } else { "question type" })
+            })
+        })
+        .collect::<Result<_>>()?;
     let mut eval_dirs = Vec::new();
     for p in &parts {
         let domain = o.axis.canonical(&p.domain).unwrap_or(&p.domain).to_string();
@@ -123,13 +136,25 @@ pub fn run_protocol(records: &[Record], o: &ProtocolOptions, on: &mut dyn FnMut(
             train_dir.clone()
         };
         let ck = Checkpoint::open(&model_dir, DType::F32)?;
-        let backend = Local { checkpoint: &ck, name: train_dir.display().to_string(), batch_size: o.eval_batch_size, max_new_tokens: o.eval_max_new_tokens };
+        let backend = Local {
+            checkpoint: &ck,
+            name: train_dir.display().to_string(),
+            batch_size: o.eval_batch_size,
+            max_new_tokens: o.eval_max_new_tokens,
+        };
         let eval_dir = o.out.join("eval").join(folder_name(&domain));
         let resize = match cfg.image_resize.as_slice() {
             [w, h] => Some((*w, *h)),
             _ => None,
         };
-        let ro = RunOptions { variant: cfg.prompt, out: eval_dir.clone(), resize, limit: None, data: "protocol test sets".into(), train_domain: Some(domain.clone()) };
+        let ro = RunOptions {
+            variant: cfg.prompt,
+            out: eval_dir.clone(),
+            resize,
+            limit: None,
+            data: "protocol test sets".into(),
+            train_domain: Some(domain.clone()),
+        };
         let s = run(&backend, &test, &ro, &mut |pr| on(ProtocolEvent::Eval(&domain, pr)))?;
         on(ProtocolEvent::Row(&domain, &s));
         eval_dirs.push(eval_dir);

@@ -120,7 +120,7 @@ mod tests {
             ("<answer>C. Tumor</answer>", 0.0),
             ("The answer is C", 0.0),
             ("<answer>B</answer><answer>C</answer>", 0.0), // the first tag counts
-            ("<answer>C</answer> extra text", 1.0),       // accuracy ignores extra text; format does not
+            ("<answer>C</answer> extra text", 1.0),        // accuracy ignores extra text; format does not
             ("", 0.0),
         ];
         for (text, want) in cases {
@@ -147,7 +147,11 @@ mod tests {
             ("<think>a</think><answer>B</answer><think>b</think>", 0.0, 0.0, 0.0),
         ];
         for (text, t, n, a) in cases {
-            assert_eq!((think.score(text, 'C'), nothink.score(text, 'C'), after.score(text, 'C')), (t, n, a), "{text:?}");
+            assert_eq!(
+                (think.score(text, 'C'), nothink.score(text, 'C'), after.score(text, 'C')),
+                (t, n, a),
+                "{text:?}"
+            );
         }
     }
 

@@ -41,7 +41,14 @@ pub fn row_seed(base: u64, step: u64, row: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-pub fn rollout(model: &Qwen2Vl, processor: &Processor, prompts: &[Prompt], cfg: &RolloutConfig, seed: u64, step: u64) -> Result<Rollout> {
+pub fn rollout(
+    model: &Qwen2Vl,
+    processor: &Processor,
+    prompts: &[Prompt],
+    cfg: &RolloutConfig,
+    seed: u64,
+    step: u64,
+) -> Result<Rollout> {
     let g = cfg.num_generations;
     let rows: Vec<Prompt> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), g)).collect();
     let enc = processor.encode(&rows, None, model.device())?;
@@ -53,11 +60,19 @@ pub fn rollout(model: &Qwen2Vl, processor: &Processor, prompts: &[Prompt], cfg: 
             seed: row_seed(seed, step, r as u64),
         })
         .collect();
-    let opts = GenerateOptions { max_new_tokens: cfg.max_new_tokens, eos_token_ids: cfg.eos_token_ids.clone(), suppress_token_ids: cfg.suppress_token_ids.clone(), sampling };
+    let opts = GenerateOptions {
+        max_new_tokens: cfg.max_new_tokens,
+        eos_token_ids: cfg.eos_token_ids.clone(),
+        suppress_token_ids: cfg.suppress_token_ids.clone(),
+        sampling,
+    };
     let gens = generate(model, &enc.batch, &opts, &mut |_, _| true)?;
     let completion_ids: Vec<Vec<u32>> = gens.iter().map(|x| x.tokens.clone()).collect();
     let truncated = gens.iter().map(|x| !x.stopped).collect();
-    let texts = completion_ids.iter().map(|c| processor.tokenizer.decode(c, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))).collect::<Result<Vec<_>>>()?;
+    let texts = completion_ids
+        .iter()
+        .map(|c| processor.tokenizer.decode(c, true).map_err(|e| anyhow::anyhow!("decoding: {e}")))
+        .collect::<Result<Vec<_>>>()?;
     let (batch, completion_mask) = append_completions(&enc.batch, &completion_ids, processor.pad_token_id);
     Ok(Rollout { prompt_len: enc.batch.len(), batch, completion_mask, completion_ids, texts, truncated })
 }

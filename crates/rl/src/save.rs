@@ -40,7 +40,13 @@ pub fn copy_side_files(out: &Path, source: &Path, with_config: bool) -> Result<(
     Ok(())
 }
 
-pub fn save_model(out: &Path, source: &Path, layout: NameLayout, dtype: DType, tensors: &HashMap<String, Tensor>) -> Result<()> {
+pub fn save_model(
+    out: &Path,
+    source: &Path,
+    layout: NameLayout,
+    dtype: DType,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     copy_side_files(out, source, true)?;
     let mut stored = HashMap::new();
@@ -90,7 +96,12 @@ pub struct TrainerState {
     pub optimizer_updates: u64,
 }
 
-pub fn save_state(out: &Path, state: &TrainerState, optimizer: &BTreeMap<String, Tensor>, master: Option<&HashMap<String, Tensor>>) -> Result<()> {
+pub fn save_state(
+    out: &Path,
+    state: &TrainerState,
+    optimizer: &BTreeMap<String, Tensor>,
+    master: Option<&HashMap<String, Tensor>>,
+) -> Result<()> {
     let mut all: HashMap<String, Tensor> = optimizer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some(m) = master {
         for (k, v) in m {
@@ -109,8 +120,10 @@ pub type LoadedState = (TrainerState, BTreeMap<String, Tensor>, HashMap<String, 
 
 pub fn load_state(dir: &Path) -> Result<LoadedState> {
     let f = dir.join("trainer_state.json");
-    let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&f).with_context(|| format!("{}: cannot read (nothing to resume?)", f.display()))?)
-        .with_context(|| format!("{}: not a trainer state", f.display()))?;
+    let state: TrainerState = serde_json::from_str(
+        &std::fs::read_to_string(&f).with_context(|| format!("{}: cannot read (nothing to resume?)", f.display()))?,
+    )
+    .with_context(|| format!("{}: not a trainer state", f.display()))?;
     let tensors = candle_core::safetensors::load(dir.join("trainer_state.safetensors"), &candle_core::Device::Cpu)?;
     let mut moments = BTreeMap::new();
     let mut master = HashMap::new();

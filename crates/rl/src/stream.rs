@@ -5,10 +5,10 @@
 
 use data::prompts::PromptVariant;
 use data::Record;
+use eval::prompt::record_prompt;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use eval::prompt::record_prompt;
 use vlm::prompt::{Processor, Prompt};
 
 /// The record order of `epoch`.

@@ -43,14 +43,24 @@ fn mean(x: &[f32]) -> f64 {
 }
 
 fn append_line(path: &Path, v: &Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     writeln!(f, "{v}")?;
     Ok(())
 }
 
 /// The next `prompts_per_step` usable records; skipped ones are reported on stderr and counted.
-fn next_batch(records: &[Record], processor: &vlm::prompt::Processor, cfg: &TrainConfig, state: &mut TrainerState) -> Result<Vec<(usize, vlm::prompt::Prompt)>> {
-    let (batch, problems) = next_prompts(records, processor, cfg.prompt, resize(cfg), cfg.seed, &mut state.cursor, cfg.prompts_per_step);
+fn next_batch(
+    records: &[Record],
+    processor: &vlm::prompt::Processor,
+    cfg: &TrainConfig,
+    state: &mut TrainerState,
+) -> Result<Vec<(usize, vlm::prompt::Prompt)>> {
+    let (batch, problems) =
+        next_prompts(records, processor, cfg.prompt, resize(cfg), cfg.seed, &mut state.cursor, cfg.prompts_per_step);
     for p in &problems {
         eprintln!("{p}");
     }
@@ -101,7 +111,14 @@ struct Run {
 impl Run {
     /// A fresh run, or the one saved in `cfg.out` when resuming. `origin`: the starting
     /// checkpoint's folder, tensor-name layout and storage dtype, which saved checkpoints keep.
-    fn start(kind: &str, origin: (std::path::PathBuf, vlm::weights::NameLayout, DType), start: &vlm::model::Qwen2Vl, cfg: &TrainConfig, n_records: usize, resume: bool) -> Result<Run> {
+    fn start(
+        kind: &str,
+        origin: (std::path::PathBuf, vlm::weights::NameLayout, DType),
+        start: &vlm::model::Qwen2Vl,
+        cfg: &TrainConfig,
+        n_records: usize,
+        resume: bool,
+    ) -> Result<Run> {
         let (ck_dir, layout, dtype) = origin;
         let out = cfg.out.clone();
         std::fs::create_dir_all(&out)?;
@@ -112,10 +129,24 @@ impl Run {
         if cfg.gradient_checkpointing {
             policy.enable_recompute();
         }
-        let opt_cfg = AdamWConfig { lr: cfg.learning_rate, beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon, weight_decay: cfg.weight_decay };
+        let opt_cfg = AdamWConfig {
+            lr: cfg.learning_rate,
+            beta1: cfg.adam_beta1,
+            beta2: cfg.adam_beta2,
+            eps: cfg.adam_epsilon,
+            weight_decay: cfg.weight_decay,
+        };
         let mut opt = AdamW::new(policy.vars.clone(), opt_cfg)?;
         let total = total_steps(cfg, n_records);
-        let mut state = TrainerState { step: 0, total_steps: total, cursor: 0, skipped_records: 0, seed: cfg.seed, kind: kind.into(), optimizer_updates: 0 };
+        let mut state = TrainerState {
+            step: 0,
+            total_steps: total,
+            cursor: 0,
+            skipped_records: 0,
+            seed: cfg.seed,
+            kind: kind.into(),
+            optimizer_updates: 0,
+        };
         if resume {
             state = resume_into(&out, &mut policy, &mut opt, kind)?;
         } else {
@@ -154,7 +185,10 @@ impl Run {
         if !on_step(line) {
             return Ok(false);
         }
-        if cfg.save_every > 0 && self.state.step.is_multiple_of(cfg.save_every) && self.state.step < self.state.total_steps {
+        if cfg.save_every > 0
+            && self.state.step.is_multiple_of(cfg.save_every)
+            && self.state.step < self.state.total_steps
+        {
             self.checkpoint()?;
         }
         Ok(true)
@@ -167,7 +201,13 @@ impl Run {
 }
 
 /// GRPO on `records`. Writes `out/metrics.jsonl`, the checkpoint and trainer state in `out`.
-pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: bool, on_step: OnStep) -> Result<TrainerState> {
+pub fn train_grpo(
+    ck: Checkpoint,
+    records: &[Record],
+    cfg: &TrainConfig,
+    resume: bool,
+    on_step: OnStep,
+) -> Result<TrainerState> {
     let Checkpoint { dir: source, config, generation, model, mut processor, layout, stored_dtype } = ck;
     processor.image_processor.cfg.max_pixels = cfg.max_pixels.max(processor.image_processor.cfg.min_pixels);
     let mut run = Run::start("grpo", (source, layout, stored_dtype), &model, cfg, records.len(), resume)?;
@@ -182,7 +222,12 @@ pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume:
             Some(run.policy.base_model()?)
         }
     };
-    let rewards = RewardSet { rewards: vec![(Box::new(Accuracy), cfg.accuracy_weight), (Box::new(Format::new(cfg.prompt)), cfg.format_weight)] };
+    let rewards = RewardSet {
+        rewards: vec![
+            (Box::new(Accuracy), cfg.accuracy_weight),
+            (Box::new(Format::new(cfg.prompt)), cfg.format_weight),
+        ],
+    };
     let names = rewards.names();
     let rcfg = RolloutConfig {
         num_generations: cfg.num_generations,
@@ -193,8 +238,20 @@ pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume:
         eos_token_ids: generation.eos_token_ids.clone(),
         suppress_token_ids: config.vision_token_ids(),
     };
-    let loss_cfg = LossConfig { loss_type: cfg.loss_type, beta: cfg.beta, epsilon_low: cfg.epsilon_low, epsilon_high: cfg.epsilon_high, max_completion_length: cfg.max_completion_length };
-    let ucfg = UpdateConfig { loss: &loss_cfg, num_iterations: cfg.num_iterations, max_grad_norm: cfg.max_grad_norm, mask_truncated: cfg.mask_truncated_completions, micro_batch_size: cfg.micro_batch_size };
+    let loss_cfg = LossConfig {
+        loss_type: cfg.loss_type,
+        beta: cfg.beta,
+        epsilon_low: cfg.epsilon_low,
+        epsilon_high: cfg.epsilon_high,
+        max_completion_length: cfg.max_completion_length,
+    };
+    let ucfg = UpdateConfig {
+        loss: &loss_cfg,
+        num_iterations: cfg.num_iterations,
+        max_grad_norm: cfg.max_grad_norm,
+        mask_truncated: cfg.mask_truncated_completions,
+        micro_batch_size: cfg.micro_batch_size,
+    };
     let g = cfg.num_generations;
     let total = run.state.total_steps;
     while run.state.step < total {
@@ -227,7 +284,8 @@ pub fn train_grpo(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume:
         let gen_tokens: usize = ro.completion_ids.iter().map(Vec::len).sum();
         let step_s = t0.elapsed().as_secs_f64();
         let adv_mean = mean(&adv);
-        let adv_std = (adv.iter().map(|a| (*a as f64 - adv_mean).powi(2)).sum::<f64>() / adv.len().max(1) as f64).sqrt();
+        let adv_std =
+            (adv.iter().map(|a| (*a as f64 - adv_mean).powi(2)).sum::<f64>() / adv.len().max(1) as f64).sqrt();
         let mut line = json!({
             "step": run.state.step, "total_steps": total, "lr": lr, "loss": stats.loss,
             "reward": mean(&totals),
@@ -266,7 +324,13 @@ pub fn sft_target(variant: PromptVariant, letter: char) -> String {
 }
 
 /// SFT: cross-entropy on the answer tokens only (the prompt is masked out).
-pub fn train_sft(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: bool, on_step: OnStep) -> Result<TrainerState> {
+pub fn train_sft(
+    ck: Checkpoint,
+    records: &[Record],
+    cfg: &TrainConfig,
+    resume: bool,
+    on_step: OnStep,
+) -> Result<TrainerState> {
     let Checkpoint { dir: source, generation, model, mut processor, layout, stored_dtype, .. } = ck;
     processor.image_processor.cfg.max_pixels = cfg.max_pixels.max(processor.image_processor.cfg.min_pixels);
     let mut run = Run::start("sft", (source, layout, stored_dtype), &model, cfg, records.len(), resume)?;
@@ -298,7 +362,10 @@ pub fn train_sft(ck: Checkpoint, records: &[Record], cfg: &TrainConfig, resume: 
             let (b, m) = if rows.len() == scoring.rows() {
                 (scoring.clone(), cmask.clone())
             } else {
-                (scoring.select_rows(&rows, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?, rows.iter().map(|&r| cmask[r].clone()).collect())
+                (
+                    scoring.select_rows(&rows, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?,
+                    rows.iter().map(|&r| cmask[r].clone()).collect(),
+                )
             };
             let lp = completion_logprobs(&run.policy.model, &b, &m)?;
             let part = (lp.nll()? / n_tok.max(1.0))?;

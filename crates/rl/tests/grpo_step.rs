@@ -32,7 +32,15 @@ fn setup() -> (Checkpoint, Vec<vlm::prompt::Prompt>) {
 }
 
 fn rcfg(ck: &Checkpoint) -> RolloutConfig {
-    RolloutConfig { num_generations: 2, max_new_tokens: 6, temperature: 1.0, top_p: 1.0, top_k: 0, eos_token_ids: ck.generation.eos_token_ids.clone(), suppress_token_ids: ck.config.vision_token_ids() }
+    RolloutConfig {
+        num_generations: 2,
+        max_new_tokens: 6,
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+        eos_token_ids: ck.generation.eos_token_ids.clone(),
+        suppress_token_ids: ck.config.vision_token_ids(),
+    }
 }
 
 fn lcfg() -> LossConfig {
@@ -54,13 +62,31 @@ fn the_gradient_reaches_vision_tower_and_decoder() {
     let lp = completion_logprobs(&policy.model, &ro.batch, &ro.completion_mask).unwrap();
     let reflp = completion_logprobs(&ck.model, &ro.batch, &ro.completion_mask).unwrap().logprobs;
     let adv_t = Tensor::from_vec(adv, 4, &dev).unwrap();
-    let out = grpo_loss(&lcfg(), &LossInputs { logps: &lp.logprobs, old_logps: None, ref_logps: Some(&reflp), advantages: &adv_t, mask: &lp.mask, tokens_in_batch: 1.0 }).unwrap();
+    let out = grpo_loss(
+        &lcfg(),
+        &LossInputs {
+            logps: &lp.logprobs,
+            old_logps: None,
+            ref_logps: Some(&reflp),
+            advantages: &adv_t,
+            mask: &lp.mask,
+            tokens_in_batch: 1.0,
+        },
+    )
+    .unwrap();
     let grads = out.loss.backward().unwrap();
     let grad_of = |name: &str| {
         let v = &policy.vars.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no parameter {name}")).1;
         grads.get(v.as_tensor()).map(norm).unwrap_or(0.0)
     };
-    for name in ["visual.patch_embed.proj.weight", "visual.blocks.0.attn.qkv.weight", "visual.merger.mlp.0.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight", "model.embed_tokens.weight"] {
+    for name in [
+        "visual.patch_embed.proj.weight",
+        "visual.blocks.0.attn.qkv.weight",
+        "visual.merger.mlp.0.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+        "model.embed_tokens.weight",
+    ] {
         assert!(grad_of(name) > 0.0, "no gradient reaches {name}");
     }
     // The reference model's weights are plain tensors: nothing to differentiate.
@@ -70,16 +96,28 @@ fn the_gradient_reaches_vision_tower_and_decoder() {
 #[test]
 fn updates_change_the_policy_but_never_a_frozen_tower_or_the_reference() {
     let (ck, prompts) = setup();
-    let before: Vec<(String, Vec<f32>)> = ck.model.params.iter().map(|(n, t)| (n.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+    let before: Vec<(String, Vec<f32>)> =
+        ck.model.params.iter().map(|(n, t)| (n.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
     for freeze in [false, true] {
         let mut policy = Policy::new(&ck.model, freeze).unwrap();
         assert_eq!(policy.vars.iter().any(|(n, _)| n.starts_with("visual.")), !freeze);
         // Copies: `tensors()` views the live parameters, which updates overwrite in place.
-        let start: std::collections::HashMap<String, Tensor> = policy.tensors().into_iter().map(|(n, t)| (n, t.copy().unwrap())).collect();
-        let mut opt = AdamW::new(policy.vars.clone(), AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }).unwrap();
+        let start: std::collections::HashMap<String, Tensor> =
+            policy.tensors().into_iter().map(|(n, t)| (n, t.copy().unwrap())).collect();
+        let mut opt = AdamW::new(
+            policy.vars.clone(),
+            AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+        )
+        .unwrap();
         let ro = rollout(&policy.inference_model().unwrap(), &ck.processor, &prompts, &rcfg(&ck), 2, 0).unwrap();
         let adv = advantages(&[1.0, 0.0, 0.0, 1.0], 2, ScaleRewards::Group);
-        let cfg = UpdateConfig { loss: &lcfg(), num_iterations: 2, max_grad_norm: 1.0, mask_truncated: false, micro_batch_size: 0 };
+        let cfg = UpdateConfig {
+            loss: &lcfg(),
+            num_iterations: 2,
+            max_grad_norm: 1.0,
+            mask_truncated: false,
+            micro_batch_size: 0,
+        };
         let stats = update(&mut policy, Some(&ck.model), &mut opt, &ro, &adv, &[true; 4], &cfg, 1e-3).unwrap();
         assert!(stats.grad_norm > 0.0 && stats.kl.is_some() && stats.entropy > 0.0);
         let after = policy.tensors();
@@ -106,7 +144,8 @@ fn micro_batches_accumulate_to_the_whole_batch_update() {
     let img = data::image::open(&repo().join("samples/real/Images/RealSamples/ct_head.png")).unwrap();
     let m = json!([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PromptVariant::NoThink.render("Which organ? A)Brain, B)Liver")}]}]);
     prompts.push(ck.processor.prompt_with_images(&m, &[img]).unwrap());
-    let ro = rollout(&ck.model, &ck.processor, &prompts, &RolloutConfig { max_new_tokens: 5, ..rcfg(&ck) }, 3, 0).unwrap();
+    let ro =
+        rollout(&ck.model, &ck.processor, &prompts, &RolloutConfig { max_new_tokens: 5, ..rcfg(&ck) }, 3, 0).unwrap();
     assert_eq!(ro.batch.rows(), 6);
     let adv = advantages(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.5], 2, ScaleRewards::Group);
     // The last group is dropped (dynamic sampling), so one micro-batch has no loss tokens at all.
@@ -115,19 +154,46 @@ fn micro_batches_accumulate_to_the_whole_batch_update() {
         let lc = LossConfig { loss_type, ..lcfg() };
         let run = |micro: usize| {
             let mut policy = Policy::new(&ck.model, false).unwrap();
-            let mut opt = AdamW::new(policy.vars.clone(), AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }).unwrap();
+            let mut opt = AdamW::new(
+                policy.vars.clone(),
+                AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+            )
+            .unwrap();
             // No clipping, so grad_norm is the accumulated gradient's own norm.
-            let cfg = UpdateConfig { loss: &lc, num_iterations: 1, max_grad_norm: 0.0, mask_truncated: false, micro_batch_size: micro };
+            let cfg = UpdateConfig {
+                loss: &lc,
+                num_iterations: 1,
+                max_grad_norm: 0.0,
+                mask_truncated: false,
+                micro_batch_size: micro,
+            };
             let s = update(&mut policy, Some(&ck.model), &mut opt, &ro, &adv, &keep, &cfg, 1e-3).unwrap();
-            (s, policy.tensors()["model.layers.1.mlp.down_proj.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            (
+                s,
+                policy.tensors()["model.layers.1.mlp.down_proj.weight"]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
         };
         let (whole, w_whole) = run(0);
         assert!(whole.grad_norm > 0.0);
         for micro in [1, 4] {
             let (part, w_part) = run(micro);
             let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
-            assert!(rel(part.grad_norm, whole.grad_norm) < 1e-4, "{loss_type:?} micro {micro}: grad norm {} vs {}", part.grad_norm, whole.grad_norm);
-            assert!((part.loss - whole.loss).abs() < 1e-5, "{loss_type:?} micro {micro}: loss {} vs {}", part.loss, whole.loss);
+            assert!(
+                rel(part.grad_norm, whole.grad_norm) < 1e-4,
+                "{loss_type:?} micro {micro}: grad norm {} vs {}",
+                part.grad_norm,
+                whole.grad_norm
+            );
+            assert!(
+                (part.loss - whole.loss).abs() < 1e-5,
+                "{loss_type:?} micro {micro}: loss {} vs {}",
+                part.loss,
+                whole.loss
+            );
             assert!(rel(part.kl.unwrap(), whole.kl.unwrap()) < 1e-4, "{loss_type:?} micro {micro}: kl");
             let d = w_part.iter().zip(&w_whole).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             // AdamW's first step is about lr * g / (|g| + eps): float rounding of near-zero
@@ -142,15 +208,32 @@ fn recomputed_layers_give_the_same_gradients() {
     let (ck, prompts) = setup();
     let ro = rollout(&ck.model, &ck.processor, &prompts, &rcfg(&ck), 4, 0).unwrap();
     // LoRA with dropout: the recomputation must redraw the forward's masks.
-    let lora = rl::lora::LoraSettings { r: 2, alpha: 4.0, dropout: 0.3, target_modules: vec!["q_proj".into(), "down_proj".into(), "qkv".into()], vision: true, base_bf16: false };
+    let lora = rl::lora::LoraSettings {
+        r: 2,
+        alpha: 4.0,
+        dropout: 0.3,
+        target_modules: vec!["q_proj".into(), "down_proj".into(), "qkv".into()],
+        vision: true,
+        base_bf16: false,
+    };
     for use_lora in [false, true] {
         let grads = |recompute: bool| {
-            let mut p = if use_lora { Policy::new_lora(&ck.model, &lora, 7).unwrap() } else { Policy::new(&ck.model, false).unwrap() };
+            let mut p = if use_lora {
+                Policy::new_lora(&ck.model, &lora, 7).unwrap()
+            } else {
+                Policy::new(&ck.model, false).unwrap()
+            };
             if use_lora {
                 // Non-zero B, so gradients reach A too.
                 for (n, v) in &p.vars {
                     if n.ends_with("lora_B.weight") {
-                        v.set(&Tensor::ones(v.shape(), DType::F32, &candle_core::Device::Cpu).unwrap().affine(0.01, 0.0).unwrap()).unwrap();
+                        v.set(
+                            &Tensor::ones(v.shape(), DType::F32, &candle_core::Device::Cpu)
+                                .unwrap()
+                                .affine(0.01, 0.0)
+                                .unwrap(),
+                        )
+                        .unwrap();
                     }
                 }
             }
@@ -160,7 +243,12 @@ fn recomputed_layers_give_the_same_gradients() {
             p.set_dropout_seed(11, 0);
             let lp = completion_logprobs(&p.model, &ro.batch, &ro.completion_mask).unwrap();
             let g = p.backward(&lp.nll().unwrap()).unwrap();
-            p.vars.iter().map(|(n, v)| (n.clone(), g.get(v.as_tensor()).map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))).collect::<Vec<_>>()
+            p.vars
+                .iter()
+                .map(|(n, v)| {
+                    (n.clone(), g.get(v.as_tensor()).map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                })
+                .collect::<Vec<_>>()
         };
         let (plain, again) = (grads(false), grads(true));
         let mut checked = 0;

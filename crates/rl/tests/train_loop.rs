@@ -22,7 +22,6 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     common::saved_tensors(&dir.join("model.safetensors"))
 }
 
-
 #[test]
 fn an_interrupted_and_resumed_run_ends_with_identical_weights() {
     let data = tempfile::tempdir().unwrap();
@@ -99,7 +98,11 @@ fn sft_micro_batches_give_the_whole_batch_loss_and_gradient() {
         let out = tempfile::tempdir().unwrap();
         let c = TrainConfig { micro_batch_size: micro, prompts_per_step: 3, max_steps: 2, ..cfg(out.path()) };
         train_sft(ck(), &recs, &c, false, &mut |_: &Value| true).unwrap();
-        std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+        std::fs::read_to_string(out.path().join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
     };
     let (whole, parts) = (metrics(0), metrics(1));
     for (a, b) in whole.iter().zip(&parts) {

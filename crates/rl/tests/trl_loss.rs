@@ -8,7 +8,11 @@ use rl::loss::{grpo_loss, LossConfig, LossInputs, LossType};
 use serde_json::Value;
 
 fn matrix(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect()
 }
 
 fn tensor(m: &[Vec<f32>]) -> Tensor {
@@ -18,7 +22,8 @@ fn tensor(m: &[Vec<f32>]) -> Tensor {
 
 #[test]
 fn all_settings_match_trl() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trl_loss_reference.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trl_loss_reference.json"))
+        .unwrap();
     let r: Value = serde_json::from_str(&text).unwrap();
     let inp = &r["inputs"];
     let g = r["shape"]["G"].as_u64().unwrap() as usize;
@@ -31,14 +36,16 @@ fn all_settings_match_trl() {
     let cases = r["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 24);
     for c in cases {
-        let name = format!("{} beta={} old={} scale={}", c["loss_type"], c["beta"], c["old_logps_given"], c["scale_rewards"]);
+        let name =
+            format!("{} beta={} old={} scale={}", c["loss_type"], c["beta"], c["old_logps_given"], c["scale_rewards"]);
         let scale = match c["scale_rewards"].as_str().unwrap() {
             "group" => ScaleRewards::Group,
             "batch" => ScaleRewards::Batch,
             _ => ScaleRewards::None,
         };
         let adv = advantages(&rewards, g, scale);
-        let want_adv: Vec<f32> = c["advantages"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want_adv: Vec<f32> =
+            c["advantages"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         for (a, b) in adv.iter().zip(&want_adv) {
             assert!((a - b).abs() < 1e-5, "{name}: advantages {adv:?} vs {want_adv:?}");
         }
@@ -59,7 +66,14 @@ fn all_settings_match_trl() {
         let use_old = c["old_logps_given"].as_bool().unwrap();
         let out = grpo_loss(
             &cfg,
-            &LossInputs { logps: var.as_tensor(), old_logps: use_old.then_some(&old), ref_logps: Some(&reference), advantages: &adv_t, mask: &mask, tokens_in_batch: tokens },
+            &LossInputs {
+                logps: var.as_tensor(),
+                old_logps: use_old.then_some(&old),
+                ref_logps: Some(&reference),
+                advantages: &adv_t,
+                mask: &mask,
+                tokens_in_batch: tokens,
+            },
         )
         .unwrap();
         let loss = out.loss.to_scalar::<f32>().unwrap() as f64;
@@ -68,7 +82,8 @@ fn all_settings_match_trl() {
         let grads = out.loss.backward().unwrap();
         let grad = grads.get(var.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
         let want_grad = matrix(&c["grad_logps"]);
-        let worst = grad.iter().flatten().zip(want_grad.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let worst =
+            grad.iter().flatten().zip(want_grad.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "{name}: gradient differs by {worst}");
         let m = &c["metrics"];
         match (out.kl, m.get("kl")) {

@@ -32,9 +32,16 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
     /// New text for choice `choice`.
-    Delta { choice: usize, text: String },
+    Delta {
+        choice: usize,
+        text: String,
+    },
     /// Choice `choice` is complete: `reason` is "stop" (EOS or a stop string) or "length".
-    Finish { choice: usize, reason: &'static str, completion_tokens: usize },
+    Finish {
+        choice: usize,
+        reason: &'static str,
+        completion_tokens: usize,
+    },
     Error(String),
 }
 
@@ -68,7 +75,10 @@ pub fn spawn(ck: Arc<Checkpoint>, max_batch: usize) -> (EngineHandle, std::threa
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(EngineStats::default());
     let s = stats.clone();
-    let h = std::thread::Builder::new().name("medr1-engine".into()).spawn(move || run(ck, rx, max_batch.max(1), s)).expect("spawn engine thread");
+    let h = std::thread::Builder::new()
+        .name("medr1-engine".into())
+        .spawn(move || run(ck, rx, max_batch.max(1), s))
+        .expect("spawn engine thread");
     (EngineHandle { tx, stats }, h)
 }
 
@@ -142,7 +152,12 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
                     next_seq += 1;
                     prompts.push(j.prompt.clone());
                     let sampling = Sampling { seed: j.sampling.seed.wrapping_add(c as u64), ..j.sampling.clone() };
-                    specs.push(SequenceSpec { id: seq, sampling, max_new_tokens: j.max_tokens, ignore_eos: j.ignore_eos });
+                    specs.push(SequenceSpec {
+                        id: seq,
+                        sampling,
+                        max_new_tokens: j.max_tokens,
+                        ignore_eos: j.ignore_eos,
+                    });
                     seqs.insert(seq, Seq { job: id, choice: c, tokens: vec![], sent: 0 });
                     ids.push(seq);
                 }
@@ -231,7 +246,10 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
                 seq.sent = end;
             }
             if let Some(reason) = finish {
-                alive &= js.out.send(Out::Finish { choice: seq.choice, reason, completion_tokens: seq.tokens.len() }).is_ok();
+                alive &= js
+                    .out
+                    .send(Out::Finish { choice: seq.choice, reason, completion_tokens: seq.tokens.len() })
+                    .is_ok();
                 if e.finish.is_none() {
                     let _ = gen.cancel(e.id);
                 }

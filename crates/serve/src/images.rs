@@ -27,7 +27,11 @@ pub fn load(url: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
         }
         // Base64 carries 3 bytes per 4 characters: refuse before decoding.
         if data.len() / 4 * 3 > limits.max_bytes + 3 {
-            return Err(ApiError::too_large(format!("image larger than the server's limit of {} bytes", limits.max_bytes)).param("messages"));
+            return Err(ApiError::too_large(format!(
+                "image larger than the server's limit of {} bytes",
+                limits.max_bytes
+            ))
+            .param("messages"));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
@@ -40,13 +44,18 @@ pub fn load(url: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
         let path = local_path(Path::new(path), limits)?;
         let meta = std::fs::metadata(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
         if meta.len() as usize > limits.max_bytes {
-            return Err(ApiError::too_large(format!("image larger than the server's limit of {} bytes", limits.max_bytes)).param("messages"));
+            return Err(ApiError::too_large(format!(
+                "image larger than the server's limit of {} bytes",
+                limits.max_bytes
+            ))
+            .param("messages"));
         }
         let bytes = std::fs::read(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
         (bytes, path.display().to_string())
     };
     if bytes.len() > limits.max_bytes {
-        return Err(ApiError::too_large(format!("image larger than the server's limit of {} bytes", limits.max_bytes)).param("messages"));
+        return Err(ApiError::too_large(format!("image larger than the server's limit of {} bytes", limits.max_bytes))
+            .param("messages"));
     }
     if !data::dicom::is_dicom(&bytes) {
         let dims = image::ImageReader::new(std::io::Cursor::new(&bytes))
@@ -65,9 +74,12 @@ pub fn load(url: &str, limits: &ImageLimits) -> Result<RgbImage, ApiError> {
 
 fn check_pixels(n: u64, limits: &ImageLimits) -> Result<(), ApiError> {
     if n > limits.max_pixels {
-        return Err(ApiError::invalid(format!("image has {n} pixels, more than the server's limit of {}", limits.max_pixels))
-            .param("messages")
-            .code("image_too_large"));
+        return Err(ApiError::invalid(format!(
+            "image has {n} pixels, more than the server's limit of {}",
+            limits.max_pixels
+        ))
+        .param("messages")
+        .code("image_too_large"));
     }
     Ok(())
 }
@@ -75,15 +87,27 @@ fn check_pixels(n: u64, limits: &ImageLimits) -> Result<(), ApiError> {
 /// The canonical path of a local image, which must lie inside the allowed folder.
 fn local_path(p: &Path, limits: &ImageLimits) -> Result<PathBuf, ApiError> {
     let Some(dir) = &limits.allow_local_files else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_error", "local image paths are refused (start the server with --allow-local-files DIR to allow a folder)")
-            .param("messages"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "local image paths are refused (start the server with --allow-local-files DIR to allow a folder)",
+        )
+        .param("messages"));
     };
-    let dir = std::fs::canonicalize(dir).map_err(|e| ApiError::internal(format!("allowed folder {}: {e}", dir.display())))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| ApiError::internal(format!("allowed folder {}: {e}", dir.display())))?;
     let full = if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
     // Canonicalising resolves `..` and symbolic links, so the check below cannot be walked around.
-    let real = std::fs::canonicalize(&full).map_err(|_| ApiError::invalid(format!("image file not found: {}", p.display())).param("messages").code("invalid_image"))?;
+    let real = std::fs::canonicalize(&full).map_err(|_| {
+        ApiError::invalid(format!("image file not found: {}", p.display())).param("messages").code("invalid_image")
+    })?;
     if !real.starts_with(&dir) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_error", format!("{} is outside the allowed folder", p.display())).param("messages"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("{} is outside the allowed folder", p.display()),
+        )
+        .param("messages"));
     }
     Ok(real)
 }

@@ -54,7 +54,11 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     pub fn limits(&self) -> ImageLimits {
-        ImageLimits { max_bytes: self.max_image_bytes, max_pixels: self.max_image_pixels, allow_local_files: self.allow_local_files.clone() }
+        ImageLimits {
+            max_bytes: self.max_image_bytes,
+            max_pixels: self.max_image_pixels,
+            allow_local_files: self.allow_local_files.clone(),
+        }
     }
 }
 
@@ -92,12 +96,18 @@ impl Running {
 
 /// Binds and starts serving in the current tokio runtime. `stop` resolving begins a graceful
 /// shutdown too (e.g. Ctrl-C).
-pub async fn start(ck: Checkpoint, opts: &ServeOptions, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<Running> {
+pub async fn start(
+    ck: Checkpoint,
+    opts: &ServeOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running> {
     let ck = Arc::new(ck);
     let (engine, engine_thread) = engine::spawn(ck.clone(), opts.max_batch);
     let state = Arc::new(AppState::new(ck, engine, opts));
     let app = server::router(state);
-    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await.with_context(|| format!("cannot listen on {}:{}", opts.host, opts.port))?;
+    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", opts.host, opts.port))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -61,7 +61,11 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
             continue; // explicit nulls mean "default", as OpenAI's SDKs send them
         }
         match k.as_str() {
-            "model" => r.model = Some(v.as_str().ok_or_else(|| ApiError::invalid("`model` must be a string").param("model"))?.to_string()),
+            "model" => {
+                r.model = Some(
+                    v.as_str().ok_or_else(|| ApiError::invalid("`model` must be a string").param("model"))?.to_string(),
+                )
+            }
             "messages" => messages = Some(v),
             "temperature" => {
                 r.temperature = num(v, k)?;
@@ -83,7 +87,9 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
                 }
                 r.max_tokens = Some(m);
             }
-            "seed" => r.seed = v.as_i64().ok_or_else(|| ApiError::invalid("`seed` must be an integer").param(k))? as u64,
+            "seed" => {
+                r.seed = v.as_i64().ok_or_else(|| ApiError::invalid("`seed` must be an integer").param(k))? as u64
+            }
             "n" => {
                 r.n = uint(v, k)? as usize;
                 if r.n == 0 || r.n > MAX_N {
@@ -93,15 +99,24 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
             "stop" => {
                 r.stop = match v {
                     Value::String(s) => vec![s.clone()],
-                    Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>().ok_or_else(|| ApiError::invalid("`stop` must be a string or a list of strings").param(k))?,
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| ApiError::invalid("`stop` must be a string or a list of strings").param(k))?,
                     _ => return Err(ApiError::invalid("`stop` must be a string or a list of strings").param(k)),
                 };
                 if r.stop.len() > MAX_STOPS || r.stop.iter().any(|s| s.is_empty()) {
                     return Err(ApiError::invalid(format!("`stop` takes 1 to {MAX_STOPS} non-empty strings")).param(k));
                 }
             }
-            "stream" => r.stream = v.as_bool().ok_or_else(|| ApiError::invalid("`stream` must be true or false").param(k))?,
-            "ignore_eos" => r.ignore_eos = v.as_bool().ok_or_else(|| ApiError::invalid("`ignore_eos` must be true or false").param(k))?,
+            "stream" => {
+                r.stream = v.as_bool().ok_or_else(|| ApiError::invalid("`stream` must be true or false").param(k))?
+            }
+            "ignore_eos" => {
+                r.ignore_eos =
+                    v.as_bool().ok_or_else(|| ApiError::invalid("`ignore_eos` must be true or false").param(k))?
+            }
             "stream_options" => r.include_usage = v.get("include_usage").and_then(Value::as_bool).unwrap_or(false),
             "user" | "metadata" | "store" | "service_tier" => {}
             "frequency_penalty" | "presence_penalty" => {
@@ -124,10 +139,27 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
                     return Err(ApiError::unsupported(k, "logit biases are not applied"));
                 }
             }
-            "tools" | "tool_choice" | "functions" | "function_call" | "parallel_tool_calls" | "top_logprobs" | "audio" | "modalities" | "prediction" | "reasoning_effort" | "web_search_options" => {
-                return Err(ApiError::unsupported(k, "this server answers medical questions about images with text only"));
+            "tools"
+            | "tool_choice"
+            | "functions"
+            | "function_call"
+            | "parallel_tool_calls"
+            | "top_logprobs"
+            | "audio"
+            | "modalities"
+            | "prediction"
+            | "reasoning_effort"
+            | "web_search_options" => {
+                return Err(ApiError::unsupported(
+                    k,
+                    "this server answers medical questions about images with text only",
+                ));
             }
-            other => return Err(ApiError::invalid(format!("Unrecognized request argument supplied: {other}")).param(other).code("unknown_parameter")),
+            other => {
+                return Err(ApiError::invalid(format!("Unrecognized request argument supplied: {other}"))
+                    .param(other)
+                    .code("unknown_parameter"))
+            }
         }
     }
     let messages = messages.ok_or_else(|| ApiError::invalid("`messages` is required").param("messages"))?;
@@ -139,7 +171,10 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
 
 /// OpenAI messages -> the chat template's messages, decoding images in order.
 fn convert_messages(messages: &Value, limits: &ImageLimits) -> Result<(Value, Vec<RgbImage>), ApiError> {
-    let list = messages.as_array().filter(|a| !a.is_empty()).ok_or_else(|| ApiError::invalid("`messages` must be a non-empty list").param("messages"))?;
+    let list = messages
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ApiError::invalid("`messages` must be a non-empty list").param("messages"))?;
     let mut out = Vec::new();
     let mut images = Vec::new();
     for (i, m) in list.iter().enumerate() {
@@ -155,16 +190,25 @@ fn convert_messages(messages: &Value, limits: &ImageLimits) -> Result<(Value, Ve
             Some(Value::Array(parts)) => {
                 let mut conv = Vec::new();
                 for (j, p) in parts.iter().enumerate() {
-                    let kind = p.get("type").and_then(Value::as_str).ok_or_else(|| at(&format!("content[{j}] needs a `type`")))?;
+                    let kind = p
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| at(&format!("content[{j}] needs a `type`")))?;
                     match kind {
                         "text" => {
-                            let t = p.get("text").and_then(Value::as_str).ok_or_else(|| at(&format!("content[{j}] text part needs `text`")))?;
+                            let t = p
+                                .get("text")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| at(&format!("content[{j}] text part needs `text`")))?;
                             conv.push(json!({"type": "text", "text": t}));
                         }
                         "image_url" => {
                             let url = match p.get("image_url") {
                                 Some(Value::String(s)) => s.as_str(),
-                                Some(o) => o.get("url").and_then(Value::as_str).ok_or_else(|| at(&format!("content[{j}] image part needs `image_url.url`")))?,
+                                Some(o) => o
+                                    .get("url")
+                                    .and_then(Value::as_str)
+                                    .ok_or_else(|| at(&format!("content[{j}] image part needs `image_url.url`")))?,
                                 None => return Err(at(&format!("content[{j}] image part needs `image_url`"))),
                             };
                             if role != "user" {
@@ -173,7 +217,9 @@ fn convert_messages(messages: &Value, limits: &ImageLimits) -> Result<(Value, Ve
                             images.push(images::load(url, limits)?);
                             conv.push(json!({"type": "image"}));
                         }
-                        other => return Err(at(&format!("content part type `{other}` is not supported (text, image_url)"))),
+                        other => {
+                            return Err(at(&format!("content part type `{other}` is not supported (text, image_url)")))
+                        }
                     }
                 }
                 Value::Array(conv)

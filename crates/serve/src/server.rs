@@ -78,14 +78,25 @@ async fn log_requests(req: Request, next: Next) -> Response {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no route {} {}", req.method(), req.uri().path())).code("not_found")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+    .code("not_found")
 }
 
 fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &state.api_key else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if given != Some(key.as_str()) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "missing or wrong API key (send `Authorization: Bearer KEY`)").code("invalid_api_key"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "missing or wrong API key (send `Authorization: Bearer KEY`)",
+        )
+        .code("invalid_api_key"));
     }
     Ok(())
 }
@@ -103,7 +114,9 @@ async fn health(State(st): State<Arc<AppState>>) -> Json<Value> {
 
 async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     check_key(&st, &headers)?;
-    Ok(Json(json!({"object": "list", "data": [{"id": st.served_model, "object": "model", "created": st.started, "owned_by": "medr1"}]})))
+    Ok(Json(
+        json!({"object": "list", "data": [{"id": st.served_model, "object": "model", "created": st.started, "owned_by": "medr1"}]}),
+    ))
 }
 
 /// A validated request, ready for the engine.
@@ -118,14 +131,21 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
     let req = request::parse(body, &st.limits)?;
     if let Some(m) = &req.model {
         if m != &st.served_model {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("The model `{m}` does not exist; this server serves `{}`", st.served_model))
-                .param("model")
-                .code("model_not_found"));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("The model `{m}` does not exist; this server serves `{}`", st.served_model),
+            )
+            .param("model")
+            .code("model_not_found"));
         }
     }
     let p = &st.ck.processor;
-    let prompt = p.prompt_with_images(&req.messages, &req.images).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
-    let prompt_tokens = p.tokenize(&p.expand(&prompt)).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?.len();
+    let prompt = p
+        .prompt_with_images(&req.messages, &req.images)
+        .map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
+    let prompt_tokens =
+        p.tokenize(&p.expand(&prompt)).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?.len();
     let ctx = st.ck.config.text.max_position_embeddings;
     let max_tokens = match req.max_tokens {
         Some(m) => m,
@@ -169,13 +189,22 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
     check_key(&st, &headers)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", format!("Content-Type must be application/json, got `{ct}`")).code("unsupported_media_type"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            format!("Content-Type must be application/json, got `{ct}`"),
+        )
+        .code("unsupported_media_type"));
     }
     let body = read_body(body, st.max_body_bytes).await?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("We could not parse the JSON body of your request: {e}")).code("invalid_json"))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!("We could not parse the JSON body of your request: {e}")).code("invalid_json")
+    })?;
     // Image decoding and prompt building are CPU work: keep them off the async threads.
     let st2 = st.clone();
-    let ready = tokio::task::spawn_blocking(move || prepare(&st2, &value)).await.map_err(|_| ApiError::internal("request preparation failed"))??;
+    let ready = tokio::task::spawn_blocking(move || prepare(&st2, &value))
+        .await
+        .map_err(|_| ApiError::internal("request preparation failed"))??;
     let (tx, rx) = mpsc::unbounded_channel();
     let r = &ready.req;
     let job = Job {
@@ -203,7 +232,13 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
     }
 }
 
-async fn collect_response(model: &str, id: String, prompt_tokens: usize, n: usize, mut rx: mpsc::UnboundedReceiver<Out>) -> Result<Json<Value>, ApiError> {
+async fn collect_response(
+    model: &str,
+    id: String,
+    prompt_tokens: usize,
+    n: usize,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) -> Result<Json<Value>, ApiError> {
     let mut texts = vec![String::new(); n];
     let mut reasons: Vec<Option<&str>> = vec![None; n];
     let mut completion_tokens = 0;
@@ -228,18 +263,37 @@ async fn collect_response(model: &str, id: String, prompt_tokens: usize, n: usiz
 }
 
 fn chunk(id: &str, model: &str, created: u64, choices: Value) -> Event {
-    Event::default().data(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}).to_string())
+    Event::default().data(
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices})
+            .to_string(),
+    )
 }
 
 /// Server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. A task translates the
 /// engine's messages; when the client disconnects the event channel closes, the task ends, and
 /// dropping its receiver tells the engine to cancel.
-fn stream_response(model: String, id: String, prompt_tokens: usize, n: usize, include_usage: bool, mut rx: mpsc::UnboundedReceiver<Out>) -> Sse<tokio_stream::wrappers::ReceiverStream<Result<Event, Infallible>>> {
+fn stream_response(
+    model: String,
+    id: String,
+    prompt_tokens: usize,
+    n: usize,
+    include_usage: bool,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) -> Sse<tokio_stream::wrappers::ReceiverStream<Result<Event, Infallible>>> {
     let (tx, events) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
         let created = now();
         for i in 0..n {
-            if tx.send(Ok(chunk(&id, &model, created, json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])))).await.is_err() {
+            if tx
+                .send(Ok(chunk(
+                    &id,
+                    &model,
+                    created,
+                    json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+                )))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -247,7 +301,12 @@ fn stream_response(model: String, id: String, prompt_tokens: usize, n: usize, in
         let mut completion_tokens = 0;
         while open > 0 {
             let ev = match rx.recv().await {
-                Some(Out::Delta { choice, text }) => chunk(&id, &model, created, json!([{"index": choice, "delta": {"content": text}, "finish_reason": null}])),
+                Some(Out::Delta { choice, text }) => chunk(
+                    &id,
+                    &model,
+                    created,
+                    json!([{"index": choice, "delta": {"content": text}, "finish_reason": null}]),
+                ),
                 Some(Out::Finish { choice, reason, completion_tokens: c }) => {
                     open -= 1;
                     completion_tokens += c;

@@ -26,7 +26,15 @@ fn ck() -> Checkpoint {
 
 fn opts() -> ServeOptions {
     // Small limits so the limit tests stay small.
-    ServeOptions { port: 0, served_model: "tiny".into(), max_body_bytes: 2 * 1024 * 1024, max_image_bytes: 512 * 1024, max_image_pixels: 1024 * 1024, default_max_tokens: 16, ..ServeOptions::default() }
+    ServeOptions {
+        port: 0,
+        served_model: "tiny".into(),
+        max_body_bytes: 2 * 1024 * 1024,
+        max_image_bytes: 512 * 1024,
+        max_image_pixels: 1024 * 1024,
+        default_max_tokens: 16,
+        ..ServeOptions::default()
+    }
 }
 
 /// A server on its own runtime thread; dropped at the end of the test.
@@ -60,7 +68,11 @@ impl Drop for TestServer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
 }
 
 fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -106,7 +118,12 @@ fn ask(ck: &Checkpoint, image: Option<&Path>, question: &str, max_new: usize, s:
     content.push(json!({"type": "text", "text": question}));
     let prompt = ck.processor.prompt_with_images(&json!([{"role": "user", "content": content}]), &images).unwrap();
     let enc = ck.processor.encode(&[prompt], None, ck.model.device()).unwrap();
-    let o = GenerateOptions { max_new_tokens: max_new, eos_token_ids: ck.generation.eos_token_ids.clone(), suppress_token_ids: ck.config.vision_token_ids(), sampling: vec![s] };
+    let o = GenerateOptions {
+        max_new_tokens: max_new,
+        eos_token_ids: ck.generation.eos_token_ids.clone(),
+        suppress_token_ids: ck.config.vision_token_ids(),
+        sampling: vec![s],
+    };
     let g = generate(&ck.model, &enc.batch, &o, &mut |_, _| true).unwrap();
     ck.processor.tokenizer.decode(&g[0].tokens, true).unwrap()
 }
@@ -155,7 +172,13 @@ fn plain_and_streamed_answers_equal_ask_with_the_same_seed() {
     let url = data_url(&xray(), "image/png");
     for (temp, seed) in [(0.0, 0u64), (1.0, 17)] {
         let body = json!({"model": "tiny", "messages": image_message(&url, "Which organ is shown?"), "max_tokens": 12, "temperature": temp, "top_p": 0.9, "seed": seed});
-        let want = ask(&ck, Some(&xray()), "Which organ is shown?", 12, if temp == 0.0 { Sampling { top_p: Some(0.9), ..Sampling::greedy() } } else { sampled(seed) });
+        let want = ask(
+            &ck,
+            Some(&xray()),
+            "Which organ is shown?",
+            12,
+            if temp == 0.0 { Sampling { top_p: Some(0.9), ..Sampling::greedy() } } else { sampled(seed) },
+        );
         let (st, v) = chat(&s, &body);
         assert_eq!(st, 200, "{v}");
         assert_eq!(v["object"], "chat.completion");
@@ -163,7 +186,10 @@ fn plain_and_streamed_answers_equal_ask_with_the_same_seed() {
         assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
         assert_eq!(v["choices"][0]["message"]["role"], "assistant");
         let u = &v["usage"];
-        assert_eq!(u["total_tokens"].as_u64(), Some(u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()));
+        assert_eq!(
+            u["total_tokens"].as_u64(),
+            Some(u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap())
+        );
         assert!(u["prompt_tokens"].as_u64().unwrap() > 16, "the image's tokens count");
         let mut sbody = body.clone();
         sbody["stream"] = json!(true);
@@ -187,10 +213,16 @@ fn n_choices_use_consecutive_seeds() {
     assert_eq!(choices.len(), 3);
     for (i, c) in choices.iter().enumerate() {
         assert_eq!(c["index"], i);
-        assert_eq!(c["message"]["content"], ask(&ck, None, "Describe the finding.", 10, sampled(5 + i as u64)).as_str());
+        assert_eq!(
+            c["message"]["content"],
+            ask(&ck, None, "Describe the finding.", 10, sampled(5 + i as u64)).as_str()
+        );
     }
     assert_ne!(choices[0]["message"]["content"], choices[1]["message"]["content"]);
-    let (texts, _, _, done) = read_stream(&format!("{}/v1/chat/completions", s.url), &json!({"messages": [{"role": "user", "content": "Describe the finding."}], "max_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 5, "n": 3, "stream": true}));
+    let (texts, _, _, done) = read_stream(
+        &format!("{}/v1/chat/completions", s.url),
+        &json!({"messages": [{"role": "user", "content": "Describe the finding."}], "max_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 5, "n": 3, "stream": true}),
+    );
     assert!(done);
     for (i, t) in texts.iter().enumerate() {
         assert_eq!(t, choices[i]["message"]["content"].as_str().unwrap());
@@ -202,9 +234,14 @@ fn thirty_two_concurrent_requests_are_all_answered_correctly() {
     let s = TestServer::start(ServeOptions { max_batch: 6, ..opts() });
     let ck = ck();
     let url = data_url(&xray(), "image/png");
-    let questions: Vec<String> = (0..32).map(|i| format!("Question {i}: which organ?{}", " Please answer.".repeat(i % 4))).collect();
+    let questions: Vec<String> =
+        (0..32).map(|i| format!("Question {i}: which organ?{}", " Please answer.".repeat(i % 4))).collect();
     let xr = xray();
-    let wants: Vec<String> = questions.iter().enumerate().map(|(i, q)| ask(&ck, if i % 2 == 0 { Some(xr.as_path()) } else { None }, q, 8, sampled(i as u64))).collect();
+    let wants: Vec<String> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| ask(&ck, if i % 2 == 0 { Some(xr.as_path()) } else { None }, q, 8, sampled(i as u64)))
+        .collect();
     let t0 = Instant::now();
     let handles: Vec<_> = questions
         .iter()
@@ -339,7 +376,10 @@ fn a_cancelled_stream_frees_its_slot() {
     assert!(line.starts_with("data: "));
     wait_health(&s, |h| h["active_sequences"] == 1);
     drop(reader); // the client goes away mid-stream
-    let (st, v) = chat(&s, &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 1.0, "seed": 2}));
+    let (st, v) = chat(
+        &s,
+        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 1.0, "seed": 2}),
+    );
     assert_eq!(st, 200, "{v}");
     let h = wait_health(&s, |h| h["active_sequences"] == 0);
     assert_eq!(h["cancelled_sequences"], 1, "{h}");

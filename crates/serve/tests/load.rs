@@ -25,7 +25,8 @@ fn load_tiny_checkpoint() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let running = rt.block_on(serve::start(ck, &opts, std::future::pending())).unwrap();
     let url = format!("http://{}/v1/chat/completions", running.addr);
-    let img = base64::engine::general_purpose::STANDARD.encode(std::fs::read(repo.join("samples/real/Images/RealSamples/xr_chest.png")).unwrap());
+    let img = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(repo.join("samples/real/Images/RealSamples/xr_chest.png")).unwrap());
     let (total, clients) = (256usize, 16usize);
     let next = Arc::new(Mutex::new(0usize));
     let latencies = Arc::new(Mutex::new(Vec::new()));

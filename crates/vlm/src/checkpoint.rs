@@ -55,12 +55,21 @@ pub fn load_chat_template(dir: &Path) -> Result<String> {
             Some(Value::Array(a)) => a
                 .iter()
                 .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-                .and_then(|t| t.get("template")).and_then(|t| t.as_str()).map(String::from)
-                .ok_or_else(|| VlmError::BadKey { file: tc.clone(), key: "chat_template".into(), msg: "no template named `default`".into() }),
+                .and_then(|t| t.get("template"))
+                .and_then(|t| t.as_str())
+                .map(String::from)
+                .ok_or_else(|| VlmError::BadKey {
+                    file: tc.clone(),
+                    key: "chat_template".into(),
+                    msg: "no template named `default`".into(),
+                }),
             _ => Err(VlmError::MissingKey { file: tc.clone(), key: "chat_template".into() }),
         };
     }
-    Err(VlmError::file(dir, "no chat template: expected chat_template.json or a `chat_template` in tokenizer_config.json"))
+    Err(VlmError::file(
+        dir,
+        "no chat template: expected chat_template.json or a `chat_template` in tokenizer_config.json",
+    ))
 }
 
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
@@ -89,11 +98,22 @@ impl Checkpoint {
         let generation = if gen_path.exists() {
             GenerationConfig::from_file(&gen_path)?
         } else {
-            GenerationConfig { eos_token_ids: vec![], pad_token_id: None, temperature: None, top_k: None, top_p: None, do_sample: false }
+            GenerationConfig {
+                eos_token_ids: vec![],
+                pad_token_id: None,
+                temperature: None,
+                top_k: None,
+                top_p: None,
+                do_sample: false,
+            }
         };
         let pre_path = dir.join("preprocessor_config.json");
-        let pre = if pre_path.exists() { PreprocessorConfig::from_file(&pre_path)? } else { PreprocessorConfig::default() };
-        if pre.patch_size != config.vision.patch_size || pre.merge_size != config.vision.spatial_merge_size || pre.temporal_patch_size != config.vision.temporal_patch_size {
+        let pre =
+            if pre_path.exists() { PreprocessorConfig::from_file(&pre_path)? } else { PreprocessorConfig::default() };
+        if pre.patch_size != config.vision.patch_size
+            || pre.merge_size != config.vision.spatial_merge_size
+            || pre.temporal_patch_size != config.vision.temporal_patch_size
+        {
             return Err(VlmError::file(&pre_path, format!(
                 "patch_size/merge_size/temporal_patch_size ({}/{}/{}) contradict config.json's vision_config ({}/{}/{})",
                 pre.patch_size, pre.merge_size, pre.temporal_patch_size,
@@ -103,22 +123,24 @@ impl Checkpoint {
         let chat_template = load_chat_template(dir)?;
         let tok_vocab = tokenizer.get_vocab_size(true);
         if tok_vocab > config.text.vocab_size {
-            return Err(VlmError::file(dir.join("tokenizer.json"), format!(
-                "has {tok_vocab} tokens but config.json's vocab_size is {}", config.text.vocab_size)));
+            return Err(VlmError::file(
+                dir.join("tokenizer.json"),
+                format!("has {tok_vocab} tokens but config.json's vocab_size is {}", config.text.vocab_size),
+            ));
         }
         let image_pad = tokenizer.token_to_id(crate::prompt::IMAGE_PAD);
         if image_pad != Some(config.image_token_id) {
-            return Err(VlmError::BadKey { file: cfg_path.clone(), key: "image_token_id".into(), msg: format!(
-                "is {} but tokenizer.json maps <|image_pad|> to {:?}", config.image_token_id, image_pad) });
+            return Err(VlmError::BadKey {
+                file: cfg_path.clone(),
+                key: "image_token_id".into(),
+                msg: format!("is {} but tokenizer.json maps <|image_pad|> to {:?}", config.image_token_id, image_pad),
+            });
         }
         let mut generation = generation;
         if generation.eos_token_ids.is_empty() {
             generation.eos_token_ids = tokenizer.token_to_id("<|im_end|>").into_iter().collect();
         }
-        let pad_token_id = generation
-            .pad_token_id
-            .or_else(|| tokenizer.token_to_id("<|endoftext|>"))
-            .unwrap_or(0);
+        let pad_token_id = generation.pad_token_id.or_else(|| tokenizer.token_to_id("<|endoftext|>")).unwrap_or(0);
         let weights = Weights::open(dir)?;
         let device = Device::Cpu;
         let mut model = Qwen2Vl::load(&config, &CheckpointParams { weights: &weights, dtype, device })?;

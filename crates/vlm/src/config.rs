@@ -91,7 +91,9 @@ impl Reader<'_> {
     }
     fn usize(&self, scopes: &[(&str, &Value)], key: &str) -> Result<usize> {
         let (name, v) = self.find(scopes, key)?;
-        v.as_u64().map(|x| x as usize).ok_or_else(|| self.err(&name, format!("expected a non-negative integer, got {v}")))
+        v.as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| self.err(&name, format!("expected a non-negative integer, got {v}")))
     }
     fn f64(&self, scopes: &[(&str, &Value)], key: &str) -> Result<f64> {
         let (name, v) = self.find(scopes, key)?;
@@ -105,7 +107,8 @@ impl Reader<'_> {
 impl Qwen2VlConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| VlmError::file(path, format!("cannot read: {e}")))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
         Self::from_json(&json, path)
     }
 
@@ -124,7 +127,8 @@ impl Qwen2VlConfig {
         let nested_layout = nested.is_some();
         let tc = nested.unwrap_or(&null);
         // Nested keys win; legacy files keep everything at the top level.
-        let text_scopes: Vec<(&str, &Value)> = if nested_layout { vec![("text_config.", tc), ("", json)] } else { vec![("", json)] };
+        let text_scopes: Vec<(&str, &Value)> =
+            if nested_layout { vec![("text_config.", tc), ("", json)] } else { vec![("", json)] };
         let ts = &text_scopes[..];
 
         let hidden_size = r.usize(ts, "hidden_size")?;
@@ -137,13 +141,13 @@ impl Qwen2VlConfig {
         let rope_obj = r.opt(ts, "rope_parameters").or_else(|| r.opt(ts, "rope_scaling"));
         let rope_key = if r.opt(ts, "rope_parameters").is_some() { "rope_parameters" } else { "rope_scaling" };
         let rope_obj = rope_obj.ok_or_else(|| r.missing("rope_scaling.mrope_section"))?;
-        let sec = rope_obj
-            .get("mrope_section")
-            .ok_or_else(|| r.missing(&format!("{rope_key}.mrope_section")))?;
+        let sec = rope_obj.get("mrope_section").ok_or_else(|| r.missing(&format!("{rope_key}.mrope_section")))?;
         let sec: Vec<usize> = serde_json::from_value(sec.clone())
             .map_err(|_| r.err(&format!("{rope_key}.mrope_section"), "expected three integers"))?;
         if sec.len() != 3 {
-            return Err(r.err(&format!("{rope_key}.mrope_section"), format!("expected three integers, got {}", sec.len())));
+            return Err(
+                r.err(&format!("{rope_key}.mrope_section"), format!("expected three integers, got {}", sec.len()))
+            );
         }
         let rope_theta = match rope_obj.get("rope_theta").and_then(|v| v.as_f64()) {
             Some(t) => t,
@@ -167,13 +171,27 @@ impl Qwen2VlConfig {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
         };
-        if num_attention_heads == 0 || text.num_key_value_heads == 0 || num_attention_heads % text.num_key_value_heads != 0 {
-            return Err(r.err("num_key_value_heads", format!(
-                "{} attention heads cannot be shared by {} key/value heads", num_attention_heads, text.num_key_value_heads)));
+        if num_attention_heads == 0
+            || text.num_key_value_heads == 0
+            || num_attention_heads % text.num_key_value_heads != 0
+        {
+            return Err(r.err(
+                "num_key_value_heads",
+                format!(
+                    "{} attention heads cannot be shared by {} key/value heads",
+                    num_attention_heads, text.num_key_value_heads
+                ),
+            ));
         }
         if 2 * sec.iter().sum::<usize>() != head_dim {
-            return Err(r.err(&format!("{rope_key}.mrope_section"), format!(
-                "{:?} covers {} channels but head_dim is {head_dim} (twice the sum must equal it)", sec, 2 * sec.iter().sum::<usize>())));
+            return Err(r.err(
+                &format!("{rope_key}.mrope_section"),
+                format!(
+                    "{:?} covers {} channels but head_dim is {head_dim} (twice the sum must equal it)",
+                    sec,
+                    2 * sec.iter().sum::<usize>()
+                ),
+            ));
         }
 
         let vc = json.get("vision_config").ok_or_else(|| r.missing("vision_config"))?;
@@ -195,11 +213,19 @@ impl Qwen2VlConfig {
             temporal_patch_size: r.usize(vs, "temporal_patch_size").unwrap_or(2),
         };
         if vision.num_heads == 0 || vision.embed_dim % vision.num_heads != 0 {
-            return Err(r.err("vision_config.num_heads", format!("embed_dim {} is not divisible by {} heads", vision.embed_dim, vision.num_heads)));
+            return Err(r.err(
+                "vision_config.num_heads",
+                format!("embed_dim {} is not divisible by {} heads", vision.embed_dim, vision.num_heads),
+            ));
         }
         if vision.hidden_size != hidden_size {
-            return Err(r.err("vision_config.hidden_size", format!(
-                "the patch merger outputs {} features but the decoder's hidden_size is {hidden_size}", vision.hidden_size)));
+            return Err(r.err(
+                "vision_config.hidden_size",
+                format!(
+                    "the patch merger outputs {} features but the decoder's hidden_size is {hidden_size}",
+                    vision.hidden_size
+                ),
+            ));
         }
         let top: &[(&str, &Value)] = &[("", json), ("text_config.", tc)];
         let id = |k: &str| -> Result<u32> { Ok(r.usize(top, k)? as u32) };
@@ -235,13 +261,18 @@ pub struct GenerationConfig {
 impl GenerationConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| VlmError::file(path, format!("cannot read: {e}")))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
         let eos = match json.get("eos_token_id") {
             Some(Value::Number(n)) => vec![n.as_u64().unwrap_or(0) as u32],
             Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
             Some(Value::Null) | None => vec![],
             Some(other) => {
-                return Err(VlmError::BadKey { file: path.into(), key: "eos_token_id".into(), msg: format!("expected an id or a list, got {other}") })
+                return Err(VlmError::BadKey {
+                    file: path.into(),
+                    key: "eos_token_id".into(),
+                    msg: format!("expected an id or a list, got {other}"),
+                })
             }
         };
         Ok(GenerationConfig {
@@ -295,7 +326,8 @@ impl Default for PreprocessorConfig {
 impl PreprocessorConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| VlmError::file(path, format!("cannot read: {e}")))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))?;
         let d = Self::default();
         let bad = |k: &str, m: &str| VlmError::BadKey { file: PathBuf::from(path), key: k.into(), msg: m.into() };
         let u = |k: &str, dflt: usize| -> Result<usize> {
@@ -309,7 +341,8 @@ impl PreprocessorConfig {
             match json.get(k) {
                 None | Some(Value::Null) => Ok(dflt),
                 Some(v) => {
-                    let xs: Vec<f32> = serde_json::from_value(v.clone()).map_err(|_| bad(k, "expected three numbers"))?;
+                    let xs: Vec<f32> =
+                        serde_json::from_value(v.clone()).map_err(|_| bad(k, "expected three numbers"))?;
                     if xs.len() != 3 {
                         return Err(bad(k, "expected three numbers"));
                     }
@@ -319,8 +352,16 @@ impl PreprocessorConfig {
         };
         // transformers >= 5 may store the bounds as `size: {shortest_edge, longest_edge}`.
         let size = json.get("size");
-        let min_dflt = size.and_then(|s| s.get("shortest_edge")).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(d.min_pixels);
-        let max_dflt = size.and_then(|s| s.get("longest_edge")).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(d.max_pixels);
+        let min_dflt = size
+            .and_then(|s| s.get("shortest_edge"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(d.min_pixels);
+        let max_dflt = size
+            .and_then(|s| s.get("longest_edge"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(d.max_pixels);
         let cfg = PreprocessorConfig {
             min_pixels: u("min_pixels", min_dflt)?,
             max_pixels: u("max_pixels", max_dflt)?,
@@ -336,7 +377,10 @@ impl PreprocessorConfig {
             do_convert_rgb: b("do_convert_rgb", true),
         };
         if cfg.min_pixels > cfg.max_pixels {
-            return Err(bad("min_pixels", &format!("min_pixels {} exceeds max_pixels {}", cfg.min_pixels, cfg.max_pixels)));
+            return Err(bad(
+                "min_pixels",
+                &format!("min_pixels {} exceeds max_pixels {}", cfg.min_pixels, cfg.max_pixels),
+            ));
         }
         if let Some(r) = json.get("resample").and_then(|v| v.as_u64()) {
             if r != 3 {

@@ -23,13 +23,25 @@ impl<'a> View<'a> {
 
     /// The transpose, as a view of the same memory.
     pub fn t(self) -> Self {
-        View { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        View {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     fn assert_in_bounds(&self, what: &str) {
         if self.rows > 0 && self.cols > 0 {
             let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-            assert!(last < self.data.len(), "{what}: [{}, {}] view overruns its {} elements", self.rows, self.cols, self.data.len());
+            assert!(
+                last < self.data.len(),
+                "{what}: [{}, {}] view overruns its {} elements",
+                self.rows,
+                self.cols,
+                self.data.len()
+            );
         }
     }
 }
@@ -66,7 +78,15 @@ pub fn product(a: View, b: View, threads: usize) -> Vec<f32> {
 /// `dst` must be valid for writes of `dst_len` elements (and for reads where `accumulate`, which
 /// then must be initialised) and not accessed by anything else during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul_ptr(dst: *mut f32, dst_len: usize, dst_row_stride: usize, a: View, b: View, accumulate: bool, threads: usize) {
+unsafe fn matmul_ptr(
+    dst: *mut f32,
+    dst_len: usize,
+    dst_row_stride: usize,
+    a: View,
+    b: View,
+    accumulate: bool,
+    threads: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
     a.assert_in_bounds("lhs");

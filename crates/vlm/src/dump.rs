@@ -36,7 +36,11 @@ impl CaseRequest {
             (Some(Value::Array(a)), _) => {
                 let c: Vec<String> = a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect();
                 if c.len() != convs.len() {
-                    return Err(VlmError::BadKey { file: file.into(), key: "completions".into(), msg: format!("has {} entries for {} conversations", c.len(), convs.len()) });
+                    return Err(VlmError::BadKey {
+                        file: file.into(),
+                        key: "completions".into(),
+                        msg: format!("has {} entries for {} conversations", c.len(), convs.len()),
+                    });
                 }
                 Some(c)
             }
@@ -72,13 +76,14 @@ pub fn trainable_copy(model: &Qwen2Vl) -> Result<(Qwen2Vl, Vec<(String, Var)>)> 
 }
 
 /// Runs the request; returns tensors by oracle name.
-pub fn run_case(ck: &Checkpoint, req: &CaseRequest, image_root: &Path, grads: bool) -> Result<BTreeMap<String, Tensor>> {
+pub fn run_case(
+    ck: &Checkpoint,
+    req: &CaseRequest,
+    image_root: &Path,
+    grads: bool,
+) -> Result<BTreeMap<String, Tensor>> {
     let dev = ck.model.device().clone();
-    let prompts = req
-        .conversations
-        .iter()
-        .map(|m| ck.processor.prompt(m, image_root))
-        .collect::<Result<Vec<_>>>()?;
+    let prompts = req.conversations.iter().map(|m| ck.processor.prompt(m, image_root)).collect::<Result<Vec<_>>>()?;
     let enc = ck.processor.encode(&prompts, req.completions.as_deref(), &dev)?;
     let batch = &enc.batch;
     let mut out = BTreeMap::new();
@@ -101,7 +106,12 @@ pub fn run_case(ck: &Checkpoint, req: &CaseRequest, image_root: &Path, grads: bo
         }
         Some(cm) => {
             out.insert("completion_mask".into(), i64_2d(cm, &dev)?);
-            let (model, vars) = if grads { let (m, v) = trainable_copy(&ck.model)?; (Some(m), v) } else { (None, vec![]) };
+            let (model, vars) = if grads {
+                let (m, v) = trainable_copy(&ck.model)?;
+                (Some(m), v)
+            } else {
+                (None, vec![])
+            };
             let m = model.as_ref().unwrap_or(&ck.model);
             let s = completion_logprobs(m, batch, cm)?;
             let loss = s.nll()?;

@@ -14,7 +14,13 @@ pub fn exp(x: f32) -> f32 {
     let tiny = x < -80.0;
     // min/max written out (not clamp) and integer rounding by the 1.5 * 2^23 trick: all of it
     // maps to SIMD instructions.
-    let x = if x < -87.3 { -87.3 } else if x > 88.7 { 88.7 } else { x };
+    let x = if x < -87.3 {
+        -87.3
+    } else if x > 88.7 {
+        88.7
+    } else {
+        x
+    };
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer in the low bits
     let shifted = x * std::f32::consts::LOG2_E + MAGIC;
     let n = shifted - MAGIC;
@@ -52,7 +58,12 @@ type Kernel<T> = unsafe fn(&mut [f32], T);
 
 /// Runs the widest variant this CPU supports (AVX-512 kernels run the softmax about 1.6x faster
 /// than AVX2 ones here).
-fn dispatch<T>(f_portable: fn(&mut [f32], T), #[allow(unused)] simd: (Kernel<T>, Kernel<T>), chunk: &mut [f32], arg: T) {
+fn dispatch<T>(
+    f_portable: fn(&mut [f32], T),
+    #[allow(unused)] simd: (Kernel<T>, Kernel<T>),
+    chunk: &mut [f32],
+    arg: T,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
@@ -188,7 +199,12 @@ pub fn softmax_backward(s: &[f32], g: &[f32], row: usize, scale: f32) -> Vec<f32
     let chunk = (TASK / row).max(1) * row;
     let mut out = vec![0f32; s.len()];
     out.par_chunks_mut(chunk).zip(s.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(o, (s, g))| {
-        dispatch(softmax_backward_rows, (softmax_backward_rows_avx2, softmax_backward_rows_avx512), o, (s, g, row, scale))
+        dispatch(
+            softmax_backward_rows,
+            (softmax_backward_rows_avx2, softmax_backward_rows_avx512),
+            o,
+            (s, g, row, scale),
+        )
     });
     out
 }
@@ -203,7 +219,8 @@ fn softmax_backward_rows(out: &mut [f32], (s, g, row, scale): (&[f32], &[f32], u
                 d8[j] += a[j] * b[j];
             }
         }
-        let dot: f32 = d8.iter().sum::<f32>() + si.remainder().iter().zip(gi.remainder()).map(|(a, b)| a * b).sum::<f32>();
+        let dot: f32 =
+            d8.iter().sum::<f32>() + si.remainder().iter().zip(gi.remainder()).map(|(a, b)| a * b).sum::<f32>();
         for ((o, s), g) in o.iter_mut().zip(s).zip(g) {
             *o = scale * s * (g - dot);
         }
@@ -230,9 +247,9 @@ pub fn silu_glu(src: &[f32], width: usize) -> Vec<f32> {
     assert!(width > 0 && src.len().is_multiple_of(2 * width));
     let rows_per_task = (TASK / width).max(1);
     let mut out = vec![0f32; src.len() / 2];
-    out.par_chunks_mut(rows_per_task * width).zip(src.par_chunks(rows_per_task * 2 * width)).for_each(|(o, s)| {
-        dispatch(silu_glu_rows, (silu_glu_rows_avx2, silu_glu_rows_avx512), o, (s, width))
-    });
+    out.par_chunks_mut(rows_per_task * width)
+        .zip(src.par_chunks(rows_per_task * 2 * width))
+        .for_each(|(o, s)| dispatch(silu_glu_rows, (silu_glu_rows_avx2, silu_glu_rows_avx512), o, (s, width)));
     out
 }
 

@@ -31,7 +31,9 @@ pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Fused>> {
         return Ok(None);
     }
     let with_bias = parts[0].bias.is_some();
-    if parts.iter().any(|l| l.bias.is_some() != with_bias) || parts.iter().any(|l| l.weight.dim(0).ok() != parts[0].weight.dim(0).ok()) {
+    if parts.iter().any(|l| l.bias.is_some() != with_bias)
+        || parts.iter().any(|l| l.weight.dim(0).ok() != parts[0].weight.dim(0).ok())
+    {
         return Ok(None);
     }
     let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
@@ -77,7 +79,10 @@ mod tests {
     fn fused_product_equals_the_parts_and_the_parts_still_work() {
         let dev = Device::Cpu;
         let mk = |out: usize, name: &str, seed: f64| {
-            let w = (Tensor::arange(0f32, (out * 6) as f32, &dev).unwrap().reshape((out, 6)).unwrap() * seed).unwrap().sin().unwrap();
+            let w = (Tensor::arange(0f32, (out * 6) as f32, &dev).unwrap().reshape((out, 6)).unwrap() * seed)
+                .unwrap()
+                .sin()
+                .unwrap();
             let b = (Tensor::arange(0f32, out as f32, &dev).unwrap() * seed).unwrap().cos().unwrap();
             let mut l = Linear::named(w, Some(b), format!("{name}.weight"));
             l.transpose_for_inference().unwrap();
@@ -88,7 +93,9 @@ mod tests {
         let (yq, yk) = (q.forward(&x).unwrap(), k.forward(&x).unwrap());
         let f = fuse(&mut [&mut q, &mut k]).unwrap().unwrap();
         let y = f.linear.forward(&x).unwrap();
-        let close = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5;
+        let close = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5
+        };
         assert!(close(&y.narrow(1, 0, 5).unwrap(), &yq));
         assert!(close(&y.narrow(1, 5, 3).unwrap(), &yk));
         // The parts, now views into the fused weight, compute what they did.

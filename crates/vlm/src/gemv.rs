@@ -93,7 +93,18 @@ pub fn gemv_t(wt: &[f32], k: usize, n: usize, xs: &[f32], m: usize) -> Vec<f32> 
 
 /// acc[r, 0..nb] += sum over weight rows k0..k1 of xs[r, kk] * wt[kk, j0..j0+nb].
 #[allow(clippy::too_many_arguments)]
-fn axpy_block(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32], k: usize, m: usize, j0: usize, nb: usize, acc: &mut [f32]) {
+fn axpy_block(
+    wt: &[f32],
+    k0: usize,
+    k1: usize,
+    n: usize,
+    xs: &[f32],
+    k: usize,
+    m: usize,
+    j0: usize,
+    nb: usize,
+    acc: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -107,7 +118,18 @@ fn axpy_block(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32], k: usize, 
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn axpy_block_portable(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32], k: usize, m: usize, j0: usize, nb: usize, acc: &mut [f32]) {
+fn axpy_block_portable(
+    wt: &[f32],
+    k0: usize,
+    k1: usize,
+    n: usize,
+    xs: &[f32],
+    k: usize,
+    m: usize,
+    j0: usize,
+    nb: usize,
+    acc: &mut [f32],
+) {
     // Four weight rows per step: four concurrent memory streams and a quarter of the
     // accumulator traffic.
     let mut kk = k0;
@@ -141,7 +163,18 @@ fn axpy_block_portable(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32], k
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn axpy_block_avx2(wt: &[f32], k0: usize, k1: usize, n: usize, xs: &[f32], k: usize, m: usize, j0: usize, nb: usize, acc: &mut [f32]) {
+unsafe fn axpy_block_avx2(
+    wt: &[f32],
+    k0: usize,
+    k1: usize,
+    n: usize,
+    xs: &[f32],
+    k: usize,
+    m: usize,
+    j0: usize,
+    nb: usize,
+    acc: &mut [f32],
+) {
     axpy_block_portable(wt, k0, k1, n, xs, k, m, j0, nb, acc)
 }
 

@@ -3,8 +3,8 @@
 //! own seeded generator so a run can be repeated); stops at the EOS ids or `max_new_tokens`.
 
 use crate::error::Result;
-use crate::model::{Batch, Qwen2Vl};
 use crate::generator::{Finish, Generator, SequenceSpec};
+use crate::model::{Batch, Qwen2Vl};
 use rand::Rng;
 
 /// How one row picks its tokens.
@@ -115,12 +115,23 @@ pub fn generate(
 ) -> Result<Vec<Generated>> {
     let b = batch.rows();
     assert_eq!(opts.sampling.len(), b, "one Sampling per row");
-    let mut out: Vec<Generated> = (0..b).map(|_| Generated { tokens: vec![], logprobs: vec![], stopped: false }).collect();
+    let mut out: Vec<Generated> =
+        (0..b).map(|_| Generated { tokens: vec![], logprobs: vec![], stopped: false }).collect();
     if opts.max_new_tokens == 0 || b == 0 {
         return Ok(out);
     }
     let mut g = Generator::new(model, opts.eos_token_ids.clone(), opts.suppress_token_ids.clone());
-    let specs = opts.sampling.iter().enumerate().map(|(i, s)| SequenceSpec { id: i as u64, sampling: s.clone(), max_new_tokens: opts.max_new_tokens, ignore_eos: false }).collect();
+    let specs = opts
+        .sampling
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SequenceSpec {
+            id: i as u64,
+            sampling: s.clone(),
+            max_new_tokens: opts.max_new_tokens,
+            ignore_eos: false,
+        })
+        .collect();
     g.admit(batch, specs)?;
     while !g.is_empty() {
         for e in g.step()? {

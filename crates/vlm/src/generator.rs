@@ -153,7 +153,11 @@ impl<'m> Generator<'m> {
         for m in &mut self.key_mask {
             m.push(1);
         }
-        let logits: Vec<Vec<f32>> = self.model.decode_step(&tokens, &self.rope_deltas, &self.key_mask, &mut self.cache)?.to_dtype(DType::F32)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = self
+            .model
+            .decode_step(&tokens, &self.rope_deltas, &self.key_mask, &mut self.cache)?
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
         for (r, l) in self.rows.iter_mut().zip(logits) {
             r.logits = Some(l);
         }

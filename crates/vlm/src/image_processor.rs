@@ -54,7 +54,8 @@ impl RgbImage {
             match crate::jpeg::decode(bytes, what) {
                 Ok(i) => i,
                 // CMYK and other rarities: the `image` crate's decoder.
-                Err(_) => image::load_from_memory(bytes).map_err(|e| VlmError::input(format!("{what}: cannot decode image: {e}")))?,
+                Err(_) => image::load_from_memory(bytes)
+                    .map_err(|e| VlmError::input(format!("{what}: cannot decode image: {e}")))?,
             }
         } else {
             image::load_from_memory(bytes).map_err(|e| VlmError::input(format!("{what}: cannot decode image: {e}")))?
@@ -83,7 +84,13 @@ fn round_half_even(x: f64) -> f64 {
 
 /// Target (height, width): both multiples of `factor`, area within [min_pixels, max_pixels],
 /// aspect ratio kept as closely as possible. Aspect ratios above 200 are refused.
-pub fn smart_resize(height: usize, width: usize, factor: usize, min_pixels: usize, max_pixels: usize) -> Result<(usize, usize)> {
+pub fn smart_resize(
+    height: usize,
+    width: usize,
+    factor: usize,
+    min_pixels: usize,
+    max_pixels: usize,
+) -> Result<(usize, usize)> {
     if height == 0 || width == 0 {
         return Err(VlmError::input(format!("image has zero size ({width}x{height})")));
     }
@@ -143,7 +150,10 @@ impl ImageProcessor {
             (img.height, img.width)
         };
         if rh % factor != 0 || rw % factor != 0 {
-            return Err(VlmError::input(format!("image {}x{} is not a multiple of {factor} and resizing is off", img.width, img.height)));
+            return Err(VlmError::input(format!(
+                "image {}x{} is not a multiple of {factor} and resizing is off",
+                img.width, img.height
+            )));
         }
         let px = if (rh, rw) != (img.height, img.width) {
             resize_bicubic(&img.data, img.width, img.height, 3, rw, rh)

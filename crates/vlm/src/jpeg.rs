@@ -71,7 +71,9 @@ pub fn adobe_transform(bytes: &[u8]) -> Option<u8> {
 /// The sample precision (bits) in the JPEG's frame header, if one is found before the scan.
 pub fn sample_precision(bytes: &[u8]) -> Option<u8> {
     // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-    header_segments(bytes).find(|(m, _)| (0xC0..=0xCF).contains(m) && !matches!(m, 0xC4 | 0xC8 | 0xCC)).and_then(|(_, p)| p.first().copied())
+    header_segments(bytes)
+        .find(|(m, _)| (0xC0..=0xCF).contains(m) && !matches!(m, 0xC4 | 0xC8 | 0xCC))
+        .and_then(|(_, p)| p.first().copied())
 }
 
 /// Decodes a JPEG without any colour conversion: the components as coded (Y, Cb, Cr for a
@@ -85,7 +87,10 @@ pub fn decode_components(bytes: &[u8], what: &str) -> Result<(usize, usize, usiz
         let (w, h) = (d.width(), d.height());
         let cs = d.color_space();
         let mut s = d.to_colorspace(cs)?;
-        let c = { use mozjpeg::ColorSpaceExt; s.color_space().num_components() };
+        let c = {
+            use mozjpeg::ColorSpaceExt;
+            s.color_space().num_components()
+        };
         let px: Vec<u8> = s.read_scanlines()?;
         s.finish()?;
         Ok((w, h, c, px))
@@ -96,4 +101,3 @@ pub fn decode_components(bytes: &[u8], what: &str) -> Result<(usize, usize, usiz
         Err(_) => Err(VlmError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
     }
 }
-

@@ -31,11 +31,8 @@ impl CompletionLogprobs {
 /// tokens go through the LM head, which keeps the [*, vocab] logits small during training.
 pub fn completion_logprobs(model: &Qwen2Vl, batch: &Batch, completion_mask: &[Vec<u32>]) -> Result<CompletionLogprobs> {
     let l = batch.len();
-    let c = completion_mask
-        .iter()
-        .map(|r| r.iter().position(|&m| m != 0).map_or(0, |first| l - first))
-        .max()
-        .unwrap_or(0);
+    let c =
+        completion_mask.iter().map(|r| r.iter().position(|&m| m != 0).map_or(0, |first| l - first)).max().unwrap_or(0);
     let dev = model.device().clone();
     let b = batch.rows();
     if c == 0 {

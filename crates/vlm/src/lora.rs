@@ -24,7 +24,9 @@ impl LoraDropout {
     fn mask(&self, shape: &candle_core::Shape, device: &candle_core::Device) -> Result<Tensor> {
         use rand::{Rng, SeedableRng};
         let n = shape.elem_count();
-        let s = self.seed.load(Ordering::SeqCst) ^ self.salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let s = self.seed.load(Ordering::SeqCst)
+            ^ self.salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (n as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
         let mut rng = rand::rngs::StdRng::seed_from_u64(s);
         let keep = (1.0 / (1.0 - self.p)) as f32;
         let v: Vec<f32> = (0..n).map(|_| if rng.random::<f64>() < self.p { 0.0 } else { keep }).collect();
@@ -98,7 +100,12 @@ mod tests {
         let mut lin = Linear::named(w, None, "m.q_proj.weight".into());
         let x = Tensor::new(&[[1f32, 2.]], &d).unwrap();
         assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1., 2., 3.]]);
-        let a = LoraAdapter { a: Tensor::new(&[[0.5f32, -1.]], &d).unwrap(), b: Tensor::new(&[[1f32], [0.], [2.]], &d).unwrap(), scaling: 2.0, dropout: None };
+        let a = LoraAdapter {
+            a: Tensor::new(&[[0.5f32, -1.]], &d).unwrap(),
+            b: Tensor::new(&[[1f32], [0.], [2.]], &d).unwrap(),
+            scaling: 2.0,
+            dropout: None,
+        };
         assert_eq!(attach(vec![&mut lin], &HashMap::from([("m.q_proj".to_string(), a.clone())])), 1);
         assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![-2., 2., -3.]]);
         // Merging gives the same layer without the adapter.

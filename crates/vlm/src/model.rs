@@ -41,7 +41,8 @@ impl Batch {
             while pads > 0 {
                 let g = self.image_grid_thw.get(img).ok_or_else(|| VlmError::input("more image tokens than images"))?;
                 let n = g.iter().product::<usize>() / (merge_size * merge_size);
-                pads = pads.checked_sub(n).ok_or_else(|| VlmError::input("image tokens do not match image_grid_thw"))?;
+                pads =
+                    pads.checked_sub(n).ok_or_else(|| VlmError::input("image tokens do not match image_grid_thw"))?;
                 owner.push(r);
                 img += 1;
             }
@@ -103,7 +104,10 @@ impl Qwen2Vl {
         // Decoder weights only in float32 (the bfloat16 decode kernel streams [out, in] rows), and
         // not down_proj, whose [in, out] form gemm runs slower (233 vs 256 GFLOP/s at 258 rows).
         lins.extend(
-            self.text.linears_mut().into_iter().filter(|l| !l.name.contains("down_proj") && l.weight.dtype() == DType::F32),
+            self.text
+                .linears_mut()
+                .into_iter()
+                .filter(|l| !l.name.contains("down_proj") && l.weight.dtype() == DType::F32),
         );
         for lin in lins {
             if let Some(view) = lin.transpose_for_inference()? {
@@ -172,7 +176,9 @@ impl Qwen2Vl {
         let merged = match &batch.pixel_values {
             None => {
                 if n_img_tokens > 0 {
-                    return Err(VlmError::input(format!("the prompt has {n_img_tokens} image tokens but no image was given")));
+                    return Err(VlmError::input(format!(
+                        "the prompt has {n_img_tokens} image tokens but no image was given"
+                    )));
                 }
                 text_emb
             }
@@ -224,7 +230,8 @@ impl Qwen2Vl {
         let ri = self.rope_index(batch)?;
         let embeds = self.embed(batch)?;
         let t = &self.cfg.text;
-        let (cos, sin) = rope::mrope_cos_sin(&ri.position_ids, t.head_dim, t.rope_theta, t.mrope_section, self.device())?;
+        let (cos, sin) =
+            rope::mrope_cos_sin(&ri.position_ids, t.head_dim, t.rope_theta, t.mrope_section, self.device())?;
         let hidden = self.text.forward_hidden(&embeds, &cos, &sin, &batch.attention_mask, cache)?;
         Ok((hidden, ri))
     }

@@ -55,7 +55,9 @@ impl CustomOp1 for Softmax {
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
         let y = match (&self.mask, layout.dims()) {
             (Some(mask), &[bb, h, l, t]) => {
-                match crate::dense::with_f32(mask, |m| crate::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale)) {
+                match crate::dense::with_f32(mask, |m| {
+                    crate::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale)
+                }) {
                     Some(y) => y,
                     None => candle_core::bail!("softmax-last-dim: the mask must be a contiguous float32 CPU tensor"),
                 }
@@ -70,7 +72,8 @@ impl CustomOp1 for Softmax {
         let row = res.dim(D::Minus1)?.max(1);
         let s = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let g = grad_res.contiguous()?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Tensor::from_vec(crate::fastmath::softmax_backward(&s, &g, row, self.scale), res.shape(), res.device()).map(Some)
+        Tensor::from_vec(crate::fastmath::softmax_backward(&s, &g, row, self.scale), res.shape(), res.device())
+            .map(Some)
     }
 }
 
@@ -80,7 +83,12 @@ impl CustomOp1 for Softmax {
 pub fn attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let (b, _, l, t) = scores.dims4()?;
     if mask.dims() != [b, l, t] || scores.dtype() != DType::F32 {
-        candle_core::bail!("attention_softmax: scores {:?} ({:?}) and mask {:?} do not fit", scores.dims(), scores.dtype(), mask.dims());
+        candle_core::bail!(
+            "attention_softmax: scores {:?} ({:?}) and mask {:?} do not fit",
+            scores.dims(),
+            scores.dtype(),
+            mask.dims()
+        );
     }
     let op = Softmax { mask: Some(mask.to_dtype(DType::F32)?.contiguous()?), scale: scale as f32 };
     if needs_grad(&[scores]) {
@@ -144,10 +152,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
         let centred = xf.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&weight.to_dtype(DType::F32)?)?
-            .broadcast_add(&bias.to_dtype(DType::F32)?)?
-            .to_dtype(dtype)
+        normed.broadcast_mul(&weight.to_dtype(DType::F32)?)?.broadcast_add(&bias.to_dtype(DType::F32)?)?.to_dtype(dtype)
     } else {
         let xf = x.to_dtype(DType::F32)?.contiguous()?;
         candle_nn::ops::layer_norm(&xf, &weight.to_dtype(DType::F32)?, &bias.to_dtype(DType::F32)?, eps as f32)?
@@ -301,7 +306,13 @@ fn matmul_wt(x: &Tensor, w: &Tensor, transposed: bool) -> Result<Tensor> {
     let n = w.dim(if transposed { 1 } else { 0 })?;
     if m <= crate::gemv::MAX_ROWS && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous() {
         let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let y = crate::dense::with_f32(w, |wv| if transposed { crate::gemv::gemv_t(wv, k, n, &xv, m) } else { crate::gemv::gemv(wv, n, k, &xv, m) });
+        let y = crate::dense::with_f32(w, |wv| {
+            if transposed {
+                crate::gemv::gemv_t(wv, k, n, &xv, m)
+            } else {
+                crate::gemv::gemv(wv, n, k, &xv, m)
+            }
+        });
         if let Some(y) = y {
             return Tensor::from_vec(y, (m, n), x.device());
         }
@@ -357,7 +368,9 @@ impl CustomOp1 for FrozenMatmul {
         let shape = y.shape().clone();
         let (st, l) = y.storage_and_layout();
         match &*st {
-            candle_core::Storage::Cpu(cpu) if l.start_offset() == 0 && storage_len(cpu) == shape.elem_count() => Ok((cpu.clone(), shape)),
+            candle_core::Storage::Cpu(cpu) if l.start_offset() == 0 && storage_len(cpu) == shape.elem_count() => {
+                Ok((cpu.clone(), shape))
+            }
             candle_core::Storage::Cpu(_) => candle_core::bail!("frozen-matmul: unexpected output layout"),
             _ => candle_core::bail!("frozen-matmul: only the CPU device is supported"),
         }

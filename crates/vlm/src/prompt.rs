@@ -48,7 +48,10 @@ pub fn image_refs(messages: &Value) -> Vec<String> {
                         out.push(s.to_string());
                     } else if ty == "image_url" || p.get("image_url").is_some() {
                         let u = p.get("image_url");
-                        let s = u.and_then(|u| u.get("url")).and_then(|v| v.as_str()).or_else(|| u.and_then(|u| u.as_str()));
+                        let s = u
+                            .and_then(|u| u.get("url"))
+                            .and_then(|v| v.as_str())
+                            .or_else(|| u.and_then(|u| u.as_str()));
                         if let Some(s) = s {
                             out.push(s.to_string());
                         }
@@ -109,7 +112,9 @@ impl Processor {
     fn check_pads(&self, text: &str, n_images: usize) -> Result<()> {
         let n = text.matches(IMAGE_PAD).count();
         if n != n_images {
-            return Err(VlmError::input(format!("the rendered prompt has {n} image placeholders but {n_images} images were given")));
+            return Err(VlmError::input(format!(
+                "the rendered prompt has {n} image placeholders but {n_images} images were given"
+            )));
         }
         Ok(())
     }
@@ -144,7 +149,9 @@ impl Processor {
                     let full = self.tokenize(&full_text)?;
                     let prompt_only = self.tokenize(&base)?;
                     if full.len() < prompt_only.len() || full[..prompt_only.len()] != prompt_only[..] {
-                        return Err(VlmError::input(format!("row {i}: the completion merges with the prompt's last token")));
+                        return Err(VlmError::input(format!(
+                            "row {i}: the completion merges with the prompt's last token"
+                        )));
                     }
                     comp_lens.push(full.len() - prompt_only.len());
                     texts.push(full_text);
@@ -188,7 +195,12 @@ impl Processor {
             Some(Tensor::from_vec(data, (n, width), device)?)
         };
         Ok(Encoded {
-            batch: Batch { input_ids, attention_mask, pixel_values, image_grid_thw: all.iter().map(|i| i.grid_thw).collect() },
+            batch: Batch {
+                input_ids,
+                attention_mask,
+                pixel_values,
+                image_grid_thw: all.iter().map(|i| i.grid_thw).collect(),
+            },
             completion_mask: completions.map(|_| cmask),
             texts,
         })

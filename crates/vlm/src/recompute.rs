@@ -65,7 +65,12 @@ fn from_storage(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
     if !layout.is_contiguous() {
         candle_core::bail!("recompute: the input must be contiguous");
     }
-    let x = Tensor::from_storage(candle_core::Storage::Cpu(storage.clone()), Shape::from(len), candle_core::op::BackpropOp::none(), false);
+    let x = Tensor::from_storage(
+        candle_core::Storage::Cpu(storage.clone()),
+        Shape::from(len),
+        candle_core::op::BackpropOp::none(),
+        false,
+    );
     x.narrow(0, layout.start_offset(), layout.shape().elem_count())?.reshape(layout.shape())
 }
 

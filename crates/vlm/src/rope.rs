@@ -35,19 +35,17 @@ pub fn get_rope_index(
     let mut deltas = vec![0i64; b];
     let mut image_iter = image_grid_thw.iter();
     for row in 0..b {
-        let ids: Vec<u32> = input_ids[row]
-            .iter()
-            .zip(&attention_mask[row])
-            .filter(|(_, &m)| m != 0)
-            .map(|(&t, _)| t)
-            .collect();
+        let ids: Vec<u32> =
+            input_ids[row].iter().zip(&attention_mask[row]).filter(|(_, &m)| m != 0).map(|(&t, _)| t).collect();
         // An image starts where a vision-start token is followed by an image token.
         let n_images = ids.windows(2).filter(|w| w[0] == vision_start_token_id && w[1] == image_token_id).count();
-        let mut out: [Vec<i64>; 3] = [Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len())];
+        let mut out: [Vec<i64>; 3] =
+            [Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len())];
         let mut next = 0i64; // one past the largest position so far
         let mut st = 0usize;
         for _ in 0..n_images {
-            let ed = st + ids[st..].iter().position(|&t| t == image_token_id).ok_or("image start without image tokens")?;
+            let ed =
+                st + ids[st..].iter().position(|&t| t == image_token_id).ok_or("image start without image tokens")?;
             let [t, h, w] = *image_iter.next().ok_or("more images in the prompt than image_grid_thw rows")?;
             let (gh, gw) = (h / spatial_merge_size, w / spatial_merge_size);
             for k in 0..(ed - st) {

@@ -227,7 +227,8 @@ impl TextModel {
         for (i, layer) in self.layers.iter().enumerate() {
             match (&self.recompute, cache.is_none()) {
                 (Some(side), true) => {
-                    let (layer, cos, sin, mask, cfg) = (layer.clone(), cos.clone(), sin.clone(), mask.clone(), self.cfg.clone());
+                    let (layer, cos, sin, mask, cfg) =
+                        (layer.clone(), cos.clone(), sin.clone(), mask.clone(), self.cfg.clone());
                     let f = std::sync::Arc::new(move |x: &Tensor| layer.forward(x, &cos, &sin, &mask, &cfg, None));
                     x = crate::recompute::checkpointed(&x, layer_params(&self.layers[i]), side, f)?;
                 }

@@ -17,7 +17,10 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(p: &Recorder, name: &str, dim: usize) -> Result<Self> {
-        Ok(LayerNorm { weight: p.get(&format!("{name}.weight"), &[dim])?, bias: p.get(&format!("{name}.bias"), &[dim])? })
+        Ok(LayerNorm {
+            weight: p.get(&format!("{name}.weight"), &[dim])?,
+            bias: p.get(&format!("{name}.bias"), &[dim])?,
+        })
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(x, &self.weight, &self.bias, 1e-6)
@@ -42,7 +45,12 @@ struct VisionBlock {
 
 impl VisionBlock {
     fn params(&self) -> Vec<Tensor> {
-        let mut v = vec![self.norm1.weight.clone(), self.norm1.bias.clone(), self.norm2.weight.clone(), self.norm2.bias.clone()];
+        let mut v = vec![
+            self.norm1.weight.clone(),
+            self.norm1.bias.clone(),
+            self.norm2.weight.clone(),
+            self.norm2.bias.clone(),
+        ];
         for lin in [&self.qkv, &self.proj, &self.fc1, &self.fc2] {
             v.extend(lin.tensors());
         }
@@ -67,7 +75,13 @@ impl VisionBlock {
     }
 
     /// Inference: [`crate::vision_attention`] on qkv and the rotary tables (float32, read in place).
-    fn fused_attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+    fn fused_attention(
+        &self,
+        qkv: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        spans: &[(usize, usize)],
+    ) -> candle_core::Result<Tensor> {
         let (n, e3) = qkv.dims2()?;
         let hd = e3 / 3 / self.num_heads;
         let f32_contiguous = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
@@ -75,7 +89,9 @@ impl VisionBlock {
         // Read in place: a copy of qkv cost 2-3 ms per block at the 2B shape.
         let o = crate::dense::with_f32(&qkv, |qkv| {
             crate::dense::with_f32(&cos, |cos| {
-                crate::dense::with_f32(&sin, |sin| crate::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans))
+                crate::dense::with_f32(&sin, |sin| {
+                    crate::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans)
+                })
             })
         })
         .flatten()
@@ -87,7 +103,13 @@ impl VisionBlock {
     }
 
     /// The differentiable attention (training): `qkv` [N, 3, heads, hd]; returns [N, E] in float32.
-    fn attention(&self, qkv: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+    fn attention(
+        &self,
+        qkv: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        spans: &[(usize, usize)],
+    ) -> candle_core::Result<Tensor> {
         let (n, _, _, hd) = qkv.dims4()?;
         let e = self.num_heads * hd;
         // [N, heads, hd] -> [1, heads, N, hd] so the rotary helper sees [B, H, L, D]. Attention
@@ -218,7 +240,6 @@ impl VisionTower {
         self.mlp2.forward(&h)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

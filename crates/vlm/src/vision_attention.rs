@@ -21,17 +21,27 @@ const SCORE_BLOCK_BYTES: usize = 512 * 1024;
 /// `qkv` is [N, 3 * heads * head_dim] (q, k, v of every head, as the qkv projection writes them);
 /// `cos`/`sin` are [N, head_dim / 2] (the vision rotary table); `spans` gives each frame's
 /// (first patch, patch count). Returns the attention output [N, heads * head_dim].
-pub fn attention(qkv: &[f32], heads: usize, head_dim: usize, cos: &[f32], sin: &[f32], spans: &[(usize, usize)]) -> Vec<f32> {
+pub fn attention(
+    qkv: &[f32],
+    heads: usize,
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+    spans: &[(usize, usize)],
+) -> Vec<f32> {
     let e = heads * head_dim;
     let n = qkv.len() / (3 * e).max(1);
     assert!(head_dim.is_multiple_of(2) && qkv.len() == n * 3 * e, "qkv is not [N, 3 * {e}]");
     assert!(cos.len() == n * head_dim / 2 && sin.len() == cos.len(), "rotary tables are not [{n}, {}]", head_dim / 2);
     assert!(spans.iter().all(|&(s, len)| s + len <= n), "a span runs past the {n} patches");
-    let tasks: Vec<((usize, usize), usize)> = spans.iter().flat_map(|&span| (0..heads).map(move |h| (span, h))).collect();
+    let tasks: Vec<((usize, usize), usize)> =
+        spans.iter().flat_map(|&span| (0..heads).map(move |h| (span, h))).collect();
     let outs: Vec<Vec<f32>> = tasks
         .par_iter()
         .with_max_len(1)
-        .map(|&((s, len), h)| head_attention(qkv, e, head_dim, h, &cos[s * head_dim / 2..], &sin[s * head_dim / 2..], s, len))
+        .map(|&((s, len), h)| {
+            head_attention(qkv, e, head_dim, h, &cos[s * head_dim / 2..], &sin[s * head_dim / 2..], s, len)
+        })
         .collect();
     let mut o = vec![0f32; n * e];
     for (&((s, len), h), out) in tasks.iter().zip(&outs) {
@@ -44,7 +54,16 @@ pub fn attention(qkv: &[f32], heads: usize, head_dim: usize, cos: &[f32], sin: &
 
 /// One head of one frame: returns its output [len, head_dim].
 #[allow(clippy::too_many_arguments)]
-fn head_attention(qkv: &[f32], e: usize, hd: usize, h: usize, cos: &[f32], sin: &[f32], s: usize, len: usize) -> Vec<f32> {
+fn head_attention(
+    qkv: &[f32],
+    e: usize,
+    hd: usize,
+    h: usize,
+    cos: &[f32],
+    sin: &[f32],
+    s: usize,
+    len: usize,
+) -> Vec<f32> {
     let half = hd / 2;
     let scale = 1.0 / (hd as f32).sqrt();
     // Rotary (x * cos + rotate_half(x) * sin), with the softmax scale folded into q (small) rather
@@ -129,7 +148,11 @@ mod tests {
     }
 
     fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
     }
 
     #[test]

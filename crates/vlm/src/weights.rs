@@ -65,22 +65,30 @@ impl Weights {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(|e| VlmError::file(&index, format!("cannot read: {e}")))?;
+            let text =
+                std::fs::read_to_string(&index).map_err(|e| VlmError::file(&index, format!("cannot read: {e}")))?;
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| VlmError::file(&index, format!("not valid JSON: {e}")))?;
-            let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| VlmError::MissingKey {
-                file: index.clone(),
-                key: "weight_map".into(),
-            })?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| VlmError::MissingKey { file: index.clone(), key: "weight_map".into() })?;
             let shards: BTreeSet<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
             if shards.is_empty() {
-                return Err(VlmError::BadKey { file: index.clone(), key: "weight_map".into(), msg: "lists no files".into() });
+                return Err(VlmError::BadKey {
+                    file: index.clone(),
+                    key: "weight_map".into(),
+                    msg: "lists no files".into(),
+                });
             }
             shards.into_iter().map(|s| dir.join(s)).collect()
         } else if single.exists() {
             vec![single]
         } else {
-            return Err(VlmError::file(dir, "no model.safetensors or model.safetensors.index.json in the checkpoint directory"));
+            return Err(VlmError::file(
+                dir,
+                "no model.safetensors or model.safetensors.index.json in the checkpoint directory",
+            ));
         };
         let mut names = HashMap::new();
         let mut stored: Vec<(String, PathBuf)> = Vec::new();
@@ -90,27 +98,35 @@ impl Weights {
                 return Err(VlmError::file(f, "weight file is missing (listed in model.safetensors.index.json)"));
             }
             // Open each file on its own first so that a corrupt one is named.
-            let one = unsafe { MmapedSafetensors::new(f) }.map_err(|e| VlmError::file(f, format!("not a valid safetensors file: {e}")))?;
+            let one = unsafe { MmapedSafetensors::new(f) }
+                .map_err(|e| VlmError::file(f, format!("not a valid safetensors file: {e}")))?;
             for (name, view) in one.tensors() {
                 let dt = match view.dtype() {
                     safetensors::Dtype::F32 => DType::F32,
                     safetensors::Dtype::BF16 => DType::BF16,
                     safetensors::Dtype::F16 => DType::F16,
-                    other => return Err(VlmError::file(f, format!("tensor `{name}` has unsupported dtype {other:?} (expected F32, BF16 or F16)"))),
+                    other => {
+                        return Err(VlmError::file(
+                            f,
+                            format!("tensor `{name}` has unsupported dtype {other:?} (expected F32, BF16 or F16)"),
+                        ))
+                    }
                 };
                 *dtype_counts.entry(dt).or_default() += 1;
                 stored.push((name, f.clone()));
             }
         }
-        let layout = if stored.iter().any(|(n, _)| n.starts_with("model.language_model.") || n.starts_with("model.visual.")) {
-            NameLayout::Nested
-        } else {
-            NameLayout::Legacy
-        };
+        let layout =
+            if stored.iter().any(|(n, _)| n.starts_with("model.language_model.") || n.starts_with("model.visual.")) {
+                NameLayout::Nested
+            } else {
+                NameLayout::Legacy
+            };
         for (name, f) in stored {
             names.insert(layout.canonical_name(&name), (name, f));
         }
-        let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| VlmError::file(&files[0], format!("cannot map: {e}")))?;
+        let st = unsafe { MmapedSafetensors::multi(&files) }
+            .map_err(|e| VlmError::file(&files[0], format!("cannot map: {e}")))?;
         let stored_dtype = dtype_counts.into_iter().max_by_key(|(_, c)| *c).map(|(d, _)| d).unwrap_or(DType::F32);
         Ok(Weights { st, names, layout, stored_dtype })
     }

@@ -13,7 +13,8 @@ pub fn fixtures() -> PathBuf {
 
 pub fn load_case(name: &str) -> (serde_json::Value, HashMap<String, Tensor>) {
     let dir = fixtures().join("cases");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let t = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();
     (json, t)
 }

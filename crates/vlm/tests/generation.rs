@@ -46,7 +46,12 @@ fn cached_decoding_matches_full_forward_scores() {
     let full: Vec<Vec<f32>> = s.logprobs.to_vec2().unwrap();
     for r in 0..2 {
         for t in 0..6 {
-            assert!((full[r][t] - g[r].logprobs[t]).abs() < 1e-4, "row {r} token {t}: {} vs {}", full[r][t], g[r].logprobs[t]);
+            assert!(
+                (full[r][t] - g[r].logprobs[t]).abs() < 1e-4,
+                "row {r} token {t}: {} vs {}",
+                full[r][t],
+                g[r].logprobs[t]
+            );
         }
     }
 }
@@ -57,7 +62,8 @@ fn batched_generation_equals_one_at_a_time() {
     let qs = ["Which organ is shown in this image?", "Grade?"];
     let both = generate(&ck.model, &encode(&ck, &qs).batch, &opts(8, 2, Sampling::greedy()), &mut |_, _| true).unwrap();
     for (i, q) in qs.iter().enumerate() {
-        let one = generate(&ck.model, &encode(&ck, &[q]).batch, &opts(8, 1, Sampling::greedy()), &mut |_, _| true).unwrap();
+        let one =
+            generate(&ck.model, &encode(&ck, &[q]).batch, &opts(8, 1, Sampling::greedy()), &mut |_, _| true).unwrap();
         assert_eq!(one[0].tokens, both[i].tokens, "row {i}");
     }
 }
@@ -150,18 +156,37 @@ fn vision_placeholders_are_never_sampled_when_suppressed() {
 fn sequences_joining_and_leaving_a_running_batch_get_what_they_would_alone() {
     use vlm::generator::{Finish, Generator, SequenceSpec};
     let ck = ck();
-    let qs = ["Which organ is shown in this image?", "Grade?", "What imaging modality is used to acquire this image? Answer briefly."];
+    let qs = [
+        "Which organ is shown in this image?",
+        "Grade?",
+        "What imaging modality is used to acquire this image? Answer briefly.",
+    ];
     let sampled = |seed| Sampling { temperature: 0.9, top_k: None, top_p: Some(0.95), seed };
     let samplings = [Sampling::greedy(), sampled(5), sampled(9)];
     let budgets = [10usize, 6, 12];
     // Each alone, through the plain batch path.
     let alone: Vec<Vec<u32>> = (0..3)
-        .map(|i| generate(&ck.model, &encode(&ck, &[qs[i]]).batch, &opts(budgets[i], 1, samplings[i].clone()), &mut |_, _| true).unwrap()[0].tokens.clone())
+        .map(|i| {
+            generate(
+                &ck.model,
+                &encode(&ck, &[qs[i]]).batch,
+                &opts(budgets[i], 1, samplings[i].clone()),
+                &mut |_, _| true,
+            )
+            .unwrap()[0]
+                .tokens
+                .clone()
+        })
         .collect();
     // Together: 0 starts, 1 joins after 3 steps, 2 joins after 5 more; 1 is cancelled after 4 of
     // its tokens and 2 is never affected by it.
     let mut g = Generator::new(&ck.model, vec![], vec![]);
-    let spec = |i: usize| SequenceSpec { id: i as u64, sampling: samplings[i].clone(), max_new_tokens: budgets[i], ignore_eos: false };
+    let spec = |i: usize| SequenceSpec {
+        id: i as u64,
+        sampling: samplings[i].clone(),
+        max_new_tokens: budgets[i],
+        ignore_eos: false,
+    };
     let mut got: Vec<Vec<u32>> = vec![vec![]; 3];
     let mut finish = vec![None; 3];
     g.admit(&encode(&ck, &[qs[0]]).batch, vec![spec(0)]).unwrap();

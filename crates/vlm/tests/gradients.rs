@@ -19,7 +19,14 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
-    a.to_dtype(DType::F64).unwrap().mul(&b.to_dtype(DType::F64).unwrap()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+    a.to_dtype(DType::F64)
+        .unwrap()
+        .mul(&b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// Checks every input's gradient; `needs` says which inputs must receive one.
@@ -53,7 +60,9 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>)
 
 #[test]
 fn rms_norm_gradients() {
-    check("rms_norm", &[randn(&[3, 5, 16], 1), (randn(&[16], 2) + 1.5).unwrap()], |x| ops::rms_norm(&x[0], &x[1], 1e-6));
+    check("rms_norm", &[randn(&[3, 5, 16], 1), (randn(&[16], 2) + 1.5).unwrap()], |x| {
+        ops::rms_norm(&x[0], &x[1], 1e-6)
+    });
 }
 
 #[test]
@@ -69,19 +78,28 @@ fn softmax_gradients() {
     // Rows longer than the 8-wide vector loop, with masked (-1e9) positions as in attention.
     let mask: Vec<f32> = (0..2 * 37).map(|i| if i % 37 > 30 { -1e9 } else { 0.0 }).collect();
     let mask = Tensor::from_vec(mask, (2, 1, 37), &Device::Cpu).unwrap();
-    check("masked softmax", &[(randn(&[2, 4, 37], 7) * 3.0).unwrap()], |x| ops::softmax_last_dim(&x[0].broadcast_add(&mask)?));
+    check("masked softmax", &[(randn(&[2, 4, 37], 7) * 3.0).unwrap()], |x| {
+        ops::softmax_last_dim(&x[0].broadcast_add(&mask)?)
+    });
 }
 
 #[test]
 fn attention_softmax_gradients() {
     // [B=2, H=3, L=4, T=11] scores; causal-style mask per batch row, shared by the heads.
-    let mask: Vec<f32> = (0..2 * 4 * 11).map(|i| if (i % 11) > 7 + (i / 11) % 4 - (i / 44) * 2 { -1e30 } else { 0.0 }).collect();
+    let mask: Vec<f32> =
+        (0..2 * 4 * 11).map(|i| if (i % 11) > 7 + (i / 11) % 4 - (i / 44) * 2 { -1e30 } else { 0.0 }).collect();
     let mask = Tensor::from_vec(mask, (2, 4, 11), &Device::Cpu).unwrap();
-    check("attention softmax", &[(randn(&[2, 3, 4, 11], 10) * 3.0).unwrap()], |x| ops::attention_softmax(&x[0], &mask, 0.35));
+    check("attention softmax", &[(randn(&[2, 3, 4, 11], 10) * 3.0).unwrap()], |x| {
+        ops::attention_softmax(&x[0], &mask, 0.35)
+    });
     // Equal to the composition it replaces: softmax(scale * x + mask broadcast over heads).
     let x = (randn(&[2, 3, 4, 11], 11) * 3.0).unwrap();
     let fused = ops::attention_softmax(&x, &mask, 0.35).unwrap();
-    let composed = candle_nn::ops::softmax(&(&x * 0.35).unwrap().broadcast_add(&mask.unsqueeze(1).unwrap()).unwrap(), candle_core::D::Minus1).unwrap();
+    let composed = candle_nn::ops::softmax(
+        &(&x * 0.35).unwrap().broadcast_add(&mask.unsqueeze(1).unwrap()).unwrap(),
+        candle_core::D::Minus1,
+    )
+    .unwrap();
     assert!(common::rel_err(&common::f32s(&fused), &common::f32s(&composed), |_| true) < 1e-6);
     // Masked keys get exactly zero probability.
     let m = common::f32s(&mask.unsqueeze(1).unwrap().broadcast_as((2, 3, 4, 11)).unwrap().contiguous().unwrap());
@@ -132,7 +150,9 @@ fn frozen_linear_gives_input_gradient_only() {
     let w = randn(&[5, 6], 15); // a plain tensor: frozen
     let b = randn(&[5], 16);
     let (w2, b2) = (w.clone(), b.clone());
-    check("frozen linear", &[randn(&[2, 3, 6], 17)], move |x| ops::Linear::new(w2.clone(), Some(b2.clone())).forward(&x[0]));
+    check("frozen linear", &[randn(&[2, 3, 6], 17)], move |x| {
+        ops::Linear::new(w2.clone(), Some(b2.clone())).forward(&x[0])
+    });
     // The same with the weight stored transposed for inference (as Checkpoint::open does).
     let (w3, b3) = (w.clone(), randn(&[5], 16));
     check("frozen transposed linear", &[randn(&[2, 3, 6], 19)], move |x| {
@@ -181,7 +201,8 @@ fn whole_model_gradients_reach_every_parameter_and_match_finite_differences() {
     let ck = vlm::Checkpoint::open(&common::fixtures().join("model"), DType::F32).unwrap();
     let (json, _) = common::load_case("completion_batch");
     let req = CaseRequest::from_json(&json, std::path::Path::new("x")).unwrap();
-    let prompts: Vec<_> = req.conversations.iter().map(|m| ck.processor.prompt(m, &common::fixtures().join("images")).unwrap()).collect();
+    let prompts: Vec<_> =
+        req.conversations.iter().map(|m| ck.processor.prompt(m, &common::fixtures().join("images")).unwrap()).collect();
     let enc = ck.processor.encode(&prompts, req.completions.as_deref(), &Device::Cpu).unwrap();
     let cm = enc.completion_mask.clone().unwrap();
     let (model, vars) = trainable_copy(&ck.model).unwrap();
@@ -203,7 +224,8 @@ fn whole_model_gradients_reach_every_parameter_and_match_finite_differences() {
             .map(|((n, v), d)| (n.clone(), (v.as_tensor().detach() + (d * (sign * h)).unwrap()).unwrap()))
             .collect();
         let m = vlm::Qwen2Vl::load(&ck.config, &vlm::params::MapParams(&map)).unwrap();
-        vlm::logprob::completion_logprobs(&m, &enc.batch, &cm).unwrap().nll().unwrap().to_scalar::<f32>().unwrap() as f64
+        vlm::logprob::completion_logprobs(&m, &enc.batch, &cm).unwrap().nll().unwrap().to_scalar::<f32>().unwrap()
+            as f64
     };
     let h = 1e-3;
     let numeric = (eval(1.0, h) - eval(-1.0, h)) / (2.0 * h);

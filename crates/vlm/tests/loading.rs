@@ -54,20 +54,33 @@ fn transformers5_layout_loads_and_computes_the_same() {
     let (_t, dir) = copy_model();
     // Tensors renamed to model.language_model.* / model.visual.*, and an untied lm_head.
     let w = weights(&dir);
-    let mut nested: HashMap<String, Tensor> = w.iter().map(|(k, v)| (NameLayout::Nested.stored_name(k), v.clone())).collect();
+    let mut nested: HashMap<String, Tensor> =
+        w.iter().map(|(k, v)| (NameLayout::Nested.stored_name(k), v.clone())).collect();
     nested.insert("lm_head.weight".into(), w["model.embed_tokens.weight"].clone());
     assert!(nested.contains_key("model.language_model.layers.0.self_attn.q_proj.weight"));
     assert!(nested.contains_key("model.visual.blocks.0.attn.qkv.weight"));
     candle_core::safetensors::save(&nested, dir.join("model.safetensors")).unwrap();
     // Config nested as transformers >= 5 writes it.
     let legacy = config(&dir);
-    let text_keys = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "rms_norm_eps", "max_position_embeddings", "hidden_act"];
+    let text_keys = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "hidden_act",
+    ];
     let mut text = serde_json::Map::new();
     for k in text_keys {
         text.insert(k.into(), legacy[k].clone());
     }
-    text.insert("rope_parameters".into(), json!({"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0}));
+    text.insert(
+        "rope_parameters".into(),
+        json!({"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0}),
+    );
     let mut vision = legacy["vision_config"].clone();
     let vo = vision.as_object_mut().unwrap();
     vo.remove("in_chans");
@@ -102,13 +115,18 @@ fn sharded_bf16_and_f16_weights_load() {
     let mut map = serde_json::Map::new();
     for (i, (k, v)) in w.iter().enumerate() {
         // Half the tensors in bf16, half in f16, across two shards.
-        let (dst, file, dt) = if i % 2 == 0 { (&mut a, "model-00001-of-00002.safetensors", DType::BF16) } else { (&mut b, "model-00002-of-00002.safetensors", DType::F16) };
+        let (dst, file, dt) = if i % 2 == 0 {
+            (&mut a, "model-00001-of-00002.safetensors", DType::BF16)
+        } else {
+            (&mut b, "model-00002-of-00002.safetensors", DType::F16)
+        };
         dst.insert(k.clone(), v.to_dtype(dt).unwrap());
         map.insert(k.clone(), json!(file));
     }
     candle_core::safetensors::save(&a, dir.join("model-00001-of-00002.safetensors")).unwrap();
     candle_core::safetensors::save(&b, dir.join("model-00002-of-00002.safetensors")).unwrap();
-    std::fs::write(dir.join("model.safetensors.index.json"), json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
+    std::fs::write(dir.join("model.safetensors.index.json"), json!({"metadata": {}, "weight_map": map}).to_string())
+        .unwrap();
     let got = logits(&dir, "text_only");
     let want = logits(&fixtures().join("model"), "text_only");
     let e = rel_err(&got, &want, |_| true);
@@ -151,7 +169,8 @@ fn missing_and_corrupt_files_are_named() {
     std::fs::remove_file(dir.join("chat_template.json")).unwrap();
     // Falls back to tokenizer_config.json's template.
     assert!(Checkpoint::open(&dir, DType::F32).is_ok());
-    let mut tc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
+    let mut tc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
     tc.as_object_mut().unwrap().remove("chat_template");
     std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).unwrap();
     let msg = open_err(&dir);

@@ -11,8 +11,15 @@ use vlm::dump::{run_case, CaseRequest};
 use vlm::Checkpoint;
 
 const CASES: [&str; 9] = [
-    "text_only", "single_image", "exact_grid", "grayscale_jpeg", "upscaled_tiny",
-    "completion", "batch_left_pad", "two_images", "completion_batch",
+    "text_only",
+    "single_image",
+    "exact_grid",
+    "grayscale_jpeg",
+    "upscaled_tiny",
+    "completion",
+    "batch_left_pad",
+    "two_images",
+    "completion_batch",
 ];
 
 fn check_case(ck: &Checkpoint, name: &str) {
@@ -21,7 +28,15 @@ fn check_case(ck: &Checkpoint, name: &str) {
     let has_completion = refs.contains_key("completion_mask");
     let ours = run_case(ck, &req, &fixtures().join("images"), has_completion).unwrap();
 
-    for key in ["input_ids", "attention_mask", "image_grid_thw", "position_ids", "rope_deltas", "completion_mask", "generated_ids"] {
+    for key in [
+        "input_ids",
+        "attention_mask",
+        "image_grid_thw",
+        "position_ids",
+        "rope_deltas",
+        "completion_mask",
+        "generated_ids",
+    ] {
         if let Some(r) = refs.get(key) {
             let o = ours.get(key).unwrap_or_else(|| panic!("{name}: we produced no `{key}`"));
             assert_eq!(o.dims(), r.dims(), "{name}: `{key}` shape");
@@ -77,7 +92,11 @@ fn all_oracle_cases_match_transformers() {
     let mut failed = Vec::new();
     for name in CASES {
         if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_case(&ck, name))) {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             failed.push(format!("{name}: {msg}"));
         }
     }
@@ -92,8 +111,11 @@ fn prompts_render_as_transformers() {
         let want: Vec<String> = serde_json::from_value(json["prompts"].clone()).unwrap();
         for (i, conv) in json["conversations"].as_array().unwrap().iter().enumerate() {
             let got = vlm::prompt::render_chat_template(&ck.processor.chat_template, conv, true).unwrap();
-            let completion = json["completions"].as_array().map(|c| c[i].as_str().unwrap().to_string())
-                .or_else(|| json["completion"].as_str().map(String::from)).unwrap_or_default();
+            let completion = json["completions"]
+                .as_array()
+                .map(|c| c[i].as_str().unwrap().to_string())
+                .or_else(|| json["completion"].as_str().map(String::from))
+                .unwrap_or_default();
             assert_eq!(format!("{got}{completion}"), want[i], "{name} row {i}");
         }
     }

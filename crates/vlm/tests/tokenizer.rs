@@ -18,7 +18,8 @@ fn real_tokenizer() -> tokenizers::Tokenizer {
 #[test]
 fn reference_prompts_tokenize_exactly() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2-vl-tokenizer");
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     // Qwen2-VL's chat template, as shipped with the tiny checkpoint.
     let template = vlm::checkpoint::load_chat_template(&common::fixtures().join("model")).unwrap();
     let tok = real_tokenizer();

@@ -37,7 +37,14 @@ impl Canvas {
     /// Paints `color` where `sdf(u, v)` (normalised units, negative inside) is below zero, with
     /// an anti-aliased edge `soft` pixels wide, at the given opacity. `bbox` = (u0, v0, u1, v1)
     /// limits the work.
-    pub fn fill(&mut self, bbox: (f32, f32, f32, f32), soft: f32, color: Color, opacity: f32, sdf: impl Fn(f32, f32) -> f32) {
+    pub fn fill(
+        &mut self,
+        bbox: (f32, f32, f32, f32),
+        soft: f32,
+        color: Color,
+        opacity: f32,
+        sdf: impl Fn(f32, f32) -> f32,
+    ) {
         let n = self.px();
         let soft = soft.max(0.5);
         let lo = |a: f32| ((a * n).floor() as isize - 2).clamp(0, self.size as isize) as usize;

@@ -87,9 +87,10 @@ impl Scene {
         let v = vocab(self.modality);
         let own = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         match q {
-            QuestionType::ModalityRecognition => {
-                (MODALITY_QUESTIONS[phrasing % MODALITY_QUESTIONS.len()].to_string(), Modality::ALL.iter().map(|&m| modality_label(m).to_string()).collect())
-            }
+            QuestionType::ModalityRecognition => (
+                MODALITY_QUESTIONS[phrasing % MODALITY_QUESTIONS.len()].to_string(),
+                Modality::ALL.iter().map(|&m| modality_label(m).to_string()).collect(),
+            ),
             QuestionType::AnatomyIdentification => (v.region_question.to_string(), own(&v.regions)),
             QuestionType::DiseaseDiagnosis => (v.finding_question.to_string(), own(&v.findings)),
             QuestionType::LesionGrading => (
@@ -126,7 +127,8 @@ impl Scene {
         let phrasing = rng.random_range(0..3);
         let (text, all) = self.question_and_vocabulary(q, phrasing);
         let gold = self.property(q);
-        let mut distractors: Vec<String> = all.iter().enumerate().filter(|(i, _)| *i != gold).map(|(_, s)| s.clone()).collect();
+        let mut distractors: Vec<String> =
+            all.iter().enumerate().filter(|(i, _)| *i != gold).map(|(_, s)| s.clone()).collect();
         distractors.shuffle(rng);
         distractors.truncate(3);
         let n = distractors.len() + 1;
@@ -168,7 +170,6 @@ pub fn dataset_name(m: Modality) -> String {
     format!("Phantom-{}", m.medr1_stem())
 }
 
-
 /// A seed for record `i` of a cell, independent of every other record's.
 fn record_seed(seed: u64, m: usize, q: usize, i: usize) -> u64 {
     // splitmix64 over the packed coordinates.
@@ -209,7 +210,11 @@ pub fn plan(cfg: &PhantomConfig) -> Vec<Phantom> {
                     QuestionType::LesionGrading => scene.grade = value,
                     QuestionType::OtherBiologicalAttributes => scene.attribute = value,
                 }
-                let question = if cfg.fixed_options { scene.question_fixed(q, &mut rng) } else { scene.question(q, i % n_options, &mut rng) };
+                let question = if cfg.fixed_options {
+                    scene.question_fixed(q, &mut rng)
+                } else {
+                    scene.question(q, i % n_options, &mut rng)
+                };
                 let id = format!("phantom-{}-{}-{:05}", m.medr1_stem().to_lowercase(), q.code(), i);
                 let dataset = dataset_name(m);
                 let image = format!("Images/{dataset}/{id}.png");
@@ -237,7 +242,13 @@ pub fn render_png(scene: &Scene, size: usize) -> Result<Vec<u8>> {
     let px = canvas.to_u8();
     let color = if canvas.channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
     let mut out = Vec::new();
-    image::ImageEncoder::write_image(image::codecs::png::PngEncoder::new(&mut out), &px, size as u32, size as u32, color)?;
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut out),
+        &px,
+        size as u32,
+        size as u32,
+        color,
+    )?;
     Ok(out)
 }
 
@@ -264,9 +275,11 @@ pub fn generate(out: &Path, cfg: &PhantomConfig, progress: &(dyn Fn(usize, usize
     })?;
     let mut records = Vec::with_capacity(plan.len());
     for m in Modality::ALL {
-        let rows: Vec<NativeRecord> = plan.iter().filter(|p| p.scene.modality == m).map(|p| NativeRecord::from_record(&p.record)).collect();
+        let rows: Vec<NativeRecord> =
+            plan.iter().filter(|p| p.scene.modality == m).map(|p| NativeRecord::from_record(&p.record)).collect();
         let path = qa.join(format!("{}.json", dataset_name(m)));
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)? + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)? + "\n")
+            .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     for p in plan {
         let mut r = p.record;

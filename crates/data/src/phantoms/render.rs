@@ -172,7 +172,13 @@ fn ct(scene: &Scene, size: usize) -> (Canvas, Zone) {
             c.circle(cx, cy + ry - 0.08, 0.05, 1.0, hu(700.0));
             for k in 0..10 {
                 let t = PI * (0.1 + 0.8 * k as f32 / 9.0);
-                c.circle(cx - rx * 0.95 * t.cos(), cy - ry * 0.93 * t.sin().abs() * if k % 2 == 0 { 1.0 } else { -0.9 }, 0.012, 1.0, hu(600.0));
+                c.circle(
+                    cx - rx * 0.95 * t.cos(),
+                    cy - ry * 0.93 * t.sin().abs() * if k % 2 == 0 { 1.0 } else { -0.9 },
+                    0.012,
+                    1.0,
+                    hu(600.0),
+                );
             }
             Zone { cx, cy, rx: rx * 0.72, ry: ry * 0.7 }
         }
@@ -304,10 +310,12 @@ fn xray(scene: &Scene, size: usize) -> (Canvas, Zone) {
             for k in 0..6 {
                 let y = cy - 0.24 + k as f32 * 0.085;
                 for s in [-1.0f32, 1.0] {
-                    let pts: Vec<(f32, f32)> = (0..8).map(|t| {
-                        let t = t as f32 / 7.0;
-                        (cx + s * (0.03 + 0.3 * t), y + 0.06 * (PI * t).sin() - 0.02 * t)
-                    }).collect();
+                    let pts: Vec<(f32, f32)> = (0..8)
+                        .map(|t| {
+                            let t = t as f32 / 7.0;
+                            (cx + s * (0.03 + 0.3 * t), y + 0.06 * (PI * t).sin() - 0.02 * t)
+                        })
+                        .collect();
                     c.polyline(&pts, 0.018, grey(0.55));
                 }
             }
@@ -415,7 +423,9 @@ fn ultrasound(scene: &Scene, size: usize) -> (Canvas, Zone) {
         _ => {
             // Heart (four-chamber): dark blood pools separated by bright septa and walls.
             c.ellipse(cx, cy, 0.3, 0.36, 0.0, 2.0, grey(0.55));
-            for (dx, dy, rx, ry) in [(-0.1, -0.1, 0.09, 0.13), (0.1, -0.1, 0.09, 0.13), (-0.1, 0.15, 0.08, 0.09), (0.1, 0.15, 0.08, 0.09)] {
+            for (dx, dy, rx, ry) in
+                [(-0.1, -0.1, 0.09, 0.13), (0.1, -0.1, 0.09, 0.13), (-0.1, 0.15, 0.08, 0.09), (0.1, 0.15, 0.08, 0.09)]
+            {
                 c.ellipse(cx + dx, cy + dy, rx, ry, 0.0, 2.0, grey(0.03));
             }
             Zone { cx, cy, rx: 0.24, ry: 0.3 }
@@ -425,7 +435,9 @@ fn ultrasound(scene: &Scene, size: usize) -> (Canvas, Zone) {
     match scene.finding {
         1 => {
             // Cyst: anechoic, with posterior acoustic enhancement below it.
-            c.fill((fx - fr, fy, fx + fr, fy + 0.3), 4.0, grey(0.75), 0.5, |u, v| (u - fx).abs() - fr * 0.8 + (v - fy) * 0.0);
+            c.fill((fx - fr, fy, fx + fr, fy + 0.3), 4.0, grey(0.75), 0.5, |u, v| {
+                (u - fx).abs() - fr * 0.8 + (v - fy) * 0.0
+            });
             c.circle(fx, fy, fr, 1.5, grey(0.01));
         }
         2 => {
@@ -459,18 +471,23 @@ fn fundus(scene: &Scene, size: usize) -> (Canvas, Zone) {
         1 => ((0.5 + mirror * 0.3, 0.48), (0.5, 0.5)),
         _ => ((0.5 + mirror * 0.62, 0.5), (0.5 + mirror * 0.32, 0.52)),
     };
-    let (disc, macula) = ((disc.0 + j(&mut a, 0.02), disc.1 + j(&mut a, 0.02)), (macula.0 + j(&mut a, 0.02), macula.1 + j(&mut a, 0.02)));
+    let (disc, macula) = (
+        (disc.0 + j(&mut a, 0.02), disc.1 + j(&mut a, 0.02)),
+        (macula.0 + j(&mut a, 0.02), macula.1 + j(&mut a, 0.02)),
+    );
     c.circle(macula.0, macula.1, 0.09, 8.0, [0.6, 0.22, 0.08]);
     c.circle(macula.0, macula.1, 0.025, 3.0, [0.5, 0.16, 0.06]);
     // Vessel arcades: from the disc, curving above and below the macula.
     for s in [-1.0f32, 1.0] {
         for (spread, w) in [(0.22, 0.016), (0.34, 0.011)] {
-            let pts: Vec<(f32, f32)> = (0..12).map(|t| {
-                let t = t as f32 / 11.0;
-                let x = disc.0 + (macula.0 - disc.0) * 1.6 * t;
-                let y = disc.1 + s * spread * (PI * t * 0.9).sin() + s * 0.02 * t;
-                (x, y)
-            }).collect();
+            let pts: Vec<(f32, f32)> = (0..12)
+                .map(|t| {
+                    let t = t as f32 / 11.0;
+                    let x = disc.0 + (macula.0 - disc.0) * 1.6 * t;
+                    let y = disc.1 + s * spread * (PI * t * 0.9).sin() + s * 0.02 * t;
+                    (x, y)
+                })
+                .collect();
             c.polyline(&pts, w, [0.55, 0.1, 0.05]);
         }
         c.line(disc.0, disc.1, disc.0 - (macula.0 - disc.0) * 0.6, disc.1 + s * 0.3, 0.012, [0.55, 0.1, 0.05]);
@@ -514,14 +531,15 @@ fn oct(scene: &Scene, size: usize) -> (Canvas, Zone) {
     let dip = move |u: f32| -> f32 {
         let d = (u - centre) / 0.12;
         match region {
-            0 => 0.08 * (-d * d).exp(),       // foveal pit
-            1 => 0.2 * (-d * d * 0.6).exp(),  // deep optic cup
+            0 => 0.08 * (-d * d).exp(),      // foveal pit
+            1 => 0.2 * (-d * d * 0.6).exp(), // deep optic cup
             _ => 0.0,
         }
     };
     let thickness = if region == 2 { 0.16 } else { 0.22 };
     // Layers as (offset from the surface as a fraction of thickness, grey level), inner to outer.
-    let layers = [(0.0, 0.85), (0.12, 0.45), (0.3, 0.22), (0.42, 0.5), (0.52, 0.18), (0.8, 0.8), (0.88, 0.35), (0.92, 0.98)];
+    let layers =
+        [(0.0, 0.85), (0.12, 0.45), (0.3, 0.22), (0.42, 0.5), (0.52, 0.18), (0.8, 0.8), (0.88, 0.35), (0.92, 0.98)];
     let n = size as f32;
     for x in 0..size {
         let u = (x as f32 + 0.5) / n;
@@ -626,7 +644,15 @@ fn dermoscopy(scene: &Scene, size: usize) -> (Canvas, Zone) {
             // Melanoma: asymmetric, several colours, blue-grey veil.
             for _ in 0..5 {
                 let (dx, dy) = (f.random_range(-r * 0.6..r * 0.6), f.random_range(-r * 0.6..r * 0.6));
-                c.ellipse(fx + dx, fy + dy, r * f.random_range(0.4..0.7), r * f.random_range(0.3..0.6), f.random_range(0.0..PI), 2.0, [0.3, 0.17, 0.1]);
+                c.ellipse(
+                    fx + dx,
+                    fy + dy,
+                    r * f.random_range(0.4..0.7),
+                    r * f.random_range(0.3..0.6),
+                    f.random_range(0.0..PI),
+                    2.0,
+                    [0.3, 0.17, 0.1],
+                );
             }
             c.ellipse(fx + r * 0.2, fy - r * 0.1, r * 0.35, r * 0.25, 0.6, 3.0, [0.38, 0.42, 0.55]);
             c.ellipse(fx - r * 0.3, fy + r * 0.2, r * 0.25, r * 0.2, 0.1, 2.0, [0.12, 0.06, 0.05]);

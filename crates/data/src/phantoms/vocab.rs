@@ -38,8 +38,11 @@ pub fn modality_label(m: Modality) -> &'static str {
     }
 }
 
-pub const MODALITY_QUESTIONS: [&str; 3] =
-    ["What imaging modality was used to acquire this image?", "Which imaging technique produced this image?", "What type of medical image is this?"];
+pub const MODALITY_QUESTIONS: [&str; 3] = [
+    "What imaging modality was used to acquire this image?",
+    "Which imaging technique produced this image?",
+    "What type of medical image is this?",
+];
 
 pub fn vocab(m: Modality) -> Vocab {
     match m {

@@ -36,7 +36,8 @@ pub struct Endpoint {
 
 /// PNG bytes of the decoded image.
 fn png(img: &vlm::image_processor::RgbImage) -> Result<Vec<u8>> {
-    let buf = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.data.clone()).ok_or_else(|| anyhow!("image buffer size"))?;
+    let buf = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.data.clone())
+        .ok_or_else(|| anyhow!("image buffer size"))?;
     let mut out = std::io::Cursor::new(Vec::new());
     buf.write_to(&mut out, image::ImageFormat::Png)?;
     Ok(out.into_inner())
@@ -51,13 +52,16 @@ struct Failure {
 impl Endpoint {
     pub fn new(o: EndpointOptions) -> Endpoint {
         let base = o.url.trim_end_matches('/');
-        let url = if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(o.timeout)).http_status_as_error(false).build().into();
+        let url =
+            if base.ends_with("/chat/completions") { base.to_string() } else { format!("{base}/chat/completions") };
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(o.timeout)).http_status_as_error(false).build().into();
         Endpoint { o, url, agent }
     }
 
     pub fn request_body(&self, it: &Item) -> Result<Value> {
-        let data_url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png(&it.image)?));
+        let data_url =
+            format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png(&it.image)?));
         Ok(json!({
             "model": self.o.served_model,
             "messages": [{"role": "user", "content": [
@@ -74,12 +78,22 @@ impl Endpoint {
         if let Some(k) = &self.o.api_key {
             req = req.header("Authorization", format!("Bearer {k}"));
         }
-        let resp = req.send_json(body).map_err(|e| Failure { message: format!("{}: {e}", self.url), retryable: true })?;
+        let resp =
+            req.send_json(body).map_err(|e| Failure { message: format!("{}: {e}", self.url), retryable: true })?;
         let status = resp.status().as_u16();
-        let text = resp.into_body().read_to_string().map_err(|e| Failure { message: format!("reading the response: {e}"), retryable: true })?;
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| Failure { message: format!("reading the response: {e}"), retryable: true })?;
         if status != 200 {
-            let detail = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"]["message"].as_str().map(String::from)).unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(Failure { message: format!("HTTP {status}: {detail}"), retryable: status == 408 || status == 429 || status >= 500 });
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(Failure {
+                message: format!("HTTP {status}: {detail}"),
+                retryable: status == 408 || status == 429 || status >= 500,
+            });
         }
         parse_response(&text).map_err(|e| Failure { message: format!("{e:#}"), retryable: false })
     }
@@ -105,7 +119,10 @@ impl Endpoint {
 /// The first choice's text and the completion-token count of a chat-completions response.
 pub fn parse_response(text: &str) -> Result<Answer> {
     let v: Value = serde_json::from_str(text).context("the response is not JSON")?;
-    let output = v["choices"][0]["message"]["content"].as_str().ok_or_else(|| anyhow!("the response has no choices[0].message.content"))?.to_string();
+    let output = v["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the response has no choices[0].message.content"))?
+        .to_string();
     let completion_tokens = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize;
     Ok(Answer { output, completion_tokens })
 }

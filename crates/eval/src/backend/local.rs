@@ -17,7 +17,10 @@ impl Local<'_> {
         let ck = self.checkpoint;
         let prompts = items
             .iter()
-            .map(|it| ck.processor.prompt_with_images(&crate::prompt::user_messages(&it.text), std::slice::from_ref(&it.image)))
+            .map(|it| {
+                ck.processor
+                    .prompt_with_images(&crate::prompt::user_messages(&it.text), std::slice::from_ref(&it.image))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let enc = ck.processor.encode(&prompts, None, ck.model.device())?;
         let opts = GenerateOptions {

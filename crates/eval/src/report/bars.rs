@@ -3,7 +3,16 @@
 
 use super::canvas::{text_width, Anchor, Canvas, Color};
 
-pub const PALETTE: [Color; 8] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127]];
+pub const PALETTE: [Color; 8] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+];
 
 pub struct Bars {
     pub title: String,
@@ -18,7 +27,8 @@ const PLOT_H: f64 = 220.0;
 
 pub fn size(b: &Bars) -> (f64, f64) {
     let bar_w = 22.0;
-    let group_w = (bar_w * b.series.len() as f64 + 16.0).max(b.groups.iter().map(|g| text_width(g, 1)).fold(0.0, f64::max) + 8.0);
+    let group_w =
+        (bar_w * b.series.len() as f64 + 16.0).max(b.groups.iter().map(|g| text_width(g, 1)).fold(0.0, f64::max) + 8.0);
     let legend_rows = b.series.len() as f64;
     let w = (56.0 + group_w * b.groups.len() as f64 + PAD).max(text_width(&b.title, 1) + 2.0 * PAD);
     (w, PAD + 28.0 + legend_rows * 16.0 + 12.0 + PLOT_H + 30.0 + PAD)

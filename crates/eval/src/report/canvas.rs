@@ -66,7 +66,11 @@ impl Svg {
 
 impl Canvas for Svg {
     fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: Color) {
-        let _ = writeln!(self.body, "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{}\"/>", hex(fill));
+        let _ = writeln!(
+            self.body,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
+            hex(fill)
+        );
     }
     fn text(&mut self, x: f64, y: f64, s: &str, color: Color, anchor: Anchor, size: u32) {
         let a = match anchor {
@@ -84,7 +88,11 @@ impl Canvas for Svg {
         );
     }
     fn line(&mut self, x0: f64, y0: f64, x1: f64, y1: f64, color: Color) {
-        let _ = writeln!(self.body, "<line x1=\"{x0:.1}\" y1=\"{y0:.1}\" x2=\"{x1:.1}\" y2=\"{y1:.1}\" stroke=\"{}\" stroke-width=\"1\"/>", hex(color));
+        let _ = writeln!(
+            self.body,
+            "<line x1=\"{x0:.1}\" y1=\"{y0:.1}\" x2=\"{x1:.1}\" y2=\"{y1:.1}\" stroke=\"{}\" stroke-width=\"1\"/>",
+            hex(color)
+        );
     }
 }
 
@@ -97,7 +105,13 @@ const SCALE: f64 = 2.0;
 
 impl Png {
     pub fn new(width: f64, height: f64) -> Png {
-        Png { img: RgbImage::from_pixel((width * SCALE).ceil() as u32, (height * SCALE).ceil() as u32, Rgb([255, 255, 255])) }
+        Png {
+            img: RgbImage::from_pixel(
+                (width * SCALE).ceil() as u32,
+                (height * SCALE).ceil() as u32,
+                Rgb([255, 255, 255]),
+            ),
+        }
     }
     fn fill(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Color) {
         let (w, h) = (self.img.width() as i64, self.img.height() as i64);

@@ -56,13 +56,22 @@ pub fn draw(m: &Matrix, c: &mut dyn Canvas) {
             c.rect(x + 1.0, y + 1.0, l.cell_w - 2.0, CELL_H - 2.0, bg);
             // Diagonal cells (trained and tested on the same domain) get a frame.
             if m.rows[i] == m.cols[j] {
-                for (x0, y0, x1, y1) in [(x, y, x + l.cell_w, y), (x, y + CELL_H, x + l.cell_w, y + CELL_H), (x, y, x, y + CELL_H), (x + l.cell_w, y, x + l.cell_w, y + CELL_H)] {
+                for (x0, y0, x1, y1) in [
+                    (x, y, x + l.cell_w, y),
+                    (x, y + CELL_H, x + l.cell_w, y + CELL_H),
+                    (x, y, x, y + CELL_H),
+                    (x + l.cell_w, y, x + l.cell_w, y + CELL_H),
+                ] {
                     c.line(x0, y0, x1, y1, [0, 0, 0]);
                 }
             }
             c.text(x + l.cell_w / 2.0, y + CELL_H / 2.0, &m.format(*v), ink_on(bg), Anchor::Middle, 1);
         }
     }
-    let legend = if m.signed { format!("red: lower, blue: higher (scale +/-{span:.0} points); grey: not measured") } else { "white 0% .. dark blue 100%; grey: not measured; framed: in-domain".to_string() };
+    let legend = if m.signed {
+        format!("red: lower, blue: higher (scale +/-{span:.0} points); grey: not measured")
+    } else {
+        "white 0% .. dark blue 100%; grey: not measured; framed: in-domain".to_string()
+    };
     c.text(PAD, l.height - PAD - 8.0, &legend, [90, 90, 90], Anchor::Start, 1);
 }

@@ -74,7 +74,11 @@ impl Matrix {
 
     /// Markdown: a header row of test domains, one row per training domain.
     pub fn to_markdown(&self) -> String {
-        let mut s = format!("| trained on \\ tested on | {} |\n|---|{}\n", self.cols.join(" | "), "---:|".repeat(self.cols.len()));
+        let mut s = format!(
+            "| trained on \\ tested on | {} |\n|---|{}\n",
+            self.cols.join(" | "),
+            "---:|".repeat(self.cols.len())
+        );
         for (r, row) in self.rows.iter().zip(&self.cells) {
             s += &format!("| {r} | {} |\n", row.iter().map(|v| self.format(*v)).collect::<Vec<_>>().join(" | "));
         }
@@ -82,9 +86,16 @@ impl Matrix {
     }
 
     pub fn to_csv(&self) -> String {
-        let mut s = format!("train_domain,{}\n", self.cols.iter().map(|c| super::tables::csv_field(c)).collect::<Vec<_>>().join(","));
+        let mut s = format!(
+            "train_domain,{}\n",
+            self.cols.iter().map(|c| super::tables::csv_field(c)).collect::<Vec<_>>().join(",")
+        );
         for (r, row) in self.rows.iter().zip(&self.cells) {
-            s += &format!("{},{}\n", super::tables::csv_field(r), row.iter().map(|v| v.map(|x| format!("{x:.2}")).unwrap_or_default()).collect::<Vec<_>>().join(","));
+            s += &format!(
+                "{},{}\n",
+                super::tables::csv_field(r),
+                row.iter().map(|v| v.map(|x| format!("{x:.2}")).unwrap_or_default()).collect::<Vec<_>>().join(",")
+            );
         }
         s
     }

@@ -39,7 +39,9 @@ impl Axis {
     pub fn position(self, name: &str) -> Option<usize> {
         match self {
             Axis::Modality => Modality::parse(name).and_then(|m| Modality::ALL.iter().position(|x| *x == m)),
-            Axis::QuestionType => QuestionType::parse(name).and_then(|q| QuestionType::ALL.iter().position(|x| *x == q)),
+            Axis::QuestionType => {
+                QuestionType::parse(name).and_then(|q| QuestionType::ALL.iter().position(|x| *x == q))
+            }
         }
     }
     pub fn canonical(self, name: &str) -> Option<&'static str> {
@@ -96,8 +98,10 @@ pub fn load_run(spec: &str) -> Result<Run> {
         _ => (None, PathBuf::from(spec)),
     };
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read (is {} a `medr1 eval` folder?)", path.display(), dir.display()))?;
-    let summary: Summary = serde_json::from_str(&text).with_context(|| format!("{}: not a medr1 eval summary", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read (is {} a `medr1 eval` folder?)", path.display(), dir.display()))?;
+    let summary: Summary =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a medr1 eval summary", path.display()))?;
     let train_domain = domain.or_else(|| summary.train_domain.clone());
     let label = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
     Ok(Run { label, dir, summary, train_domain })
@@ -173,7 +177,18 @@ pub fn write_report(runs: &[Run], o: &ReportOptions) -> Result<Vec<PathBuf>> {
     if !groups.is_empty() {
         let b = bars::Bars {
             title: "Accuracy by modality (%)".to_string(),
-            series: runs.iter().map(|r| (format!("{} ({})", r.label, r.summary.prompt), groups.iter().map(|g| r.summary.by_modality.get(g).filter(|a| a.n > 0).map(|a| a.accuracy)).collect())).collect(),
+            series: runs
+                .iter()
+                .map(|r| {
+                    (
+                        format!("{} ({})", r.label, r.summary.prompt),
+                        groups
+                            .iter()
+                            .map(|g| r.summary.by_modality.get(g).filter(|a| a.n > 0).map(|a| a.accuracy))
+                            .collect(),
+                    )
+                })
+                .collect(),
             groups,
         };
         files.extend(write_figure(&o.out, "by_modality", bars::size(&b), &|c| bars::draw(&b, c))?);
@@ -184,7 +199,8 @@ pub fn write_report(runs: &[Run], o: &ReportOptions) -> Result<Vec<PathBuf>> {
         None => infer_axis(runs)?,
     };
     if let Some(axis) = axis {
-        let mut prompts: Vec<String> = runs.iter().filter(|r| r.train_domain.is_some()).map(|r| r.summary.prompt.clone()).collect();
+        let mut prompts: Vec<String> =
+            runs.iter().filter(|r| r.train_domain.is_some()).map(|r| r.summary.prompt.clone()).collect();
         prompts.sort();
         prompts.dedup();
         let mut matrices = Vec::new();
@@ -198,7 +214,9 @@ pub fn write_report(runs: &[Run], o: &ReportOptions) -> Result<Vec<PathBuf>> {
         }
         let pair = match &o.diff {
             Some(d) => Some(d.clone()),
-            None if matrices.iter().any(|(p, _)| p == "nothink") && matrices.iter().any(|(p, _)| p == "think") => Some(("nothink".to_string(), "think".to_string())),
+            None if matrices.iter().any(|(p, _)| p == "nothink") && matrices.iter().any(|(p, _)| p == "think") => {
+                Some(("nothink".to_string(), "think".to_string()))
+            }
             None if matrices.len() == 2 => Some((matrices[0].0.clone(), matrices[1].0.clone())),
             None => None,
         };
@@ -211,7 +229,10 @@ pub fn write_report(runs: &[Run], o: &ReportOptions) -> Result<Vec<PathBuf>> {
                     write_matrix(&o.out, &stem, &d, &mut md, &mut files)?;
                     md += &format!("\n![{}]({stem}.png)\n", d.title);
                 }
-                _ => bail!("--diff {a},{b}: a matrix needs runs with a training domain for both prompts (have: {})", matrices.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")),
+                _ => bail!(
+                    "--diff {a},{b}: a matrix needs runs with a training domain for both prompts (have: {})",
+                    matrices.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+                ),
             }
         }
     }

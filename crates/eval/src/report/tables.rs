@@ -16,7 +16,11 @@ fn pct(v: Option<f64>) -> String {
 
 /// The columns of `axis` that any run measured, in the canonical order.
 pub fn measured(runs: &[Run], axis: Axis) -> Vec<&'static str> {
-    axis.names().iter().copied().filter(|n| runs.iter().any(|r| r.summary.by_axis(axis).get(*n).is_some_and(|a| a.n > 0))).collect()
+    axis.names()
+        .iter()
+        .copied()
+        .filter(|n| runs.iter().any(|r| r.summary.by_axis(axis).get(*n).is_some_and(|a| a.n > 0)))
+        .collect()
 }
 
 fn cell(r: &Run, axis: Axis, name: &str) -> Option<f64> {
@@ -45,7 +49,8 @@ pub fn runs_markdown(runs: &[Run]) -> String {
 }
 
 pub fn runs_csv(runs: &[Run]) -> String {
-    let mut s = String::from("run,model,prompt,train_domain,n,accuracy,lenient_accuracy,format_rate,failed,tokens,seconds\n");
+    let mut s =
+        String::from("run,model,prompt,train_domain,n,accuracy,lenient_accuracy,format_rate,failed,tokens,seconds\n");
     for r in runs {
         let m = &r.summary;
         s += &format!(
@@ -71,7 +76,12 @@ pub fn breakdown_markdown(runs: &[Run], axis: Axis) -> String {
     let cols = measured(runs, axis);
     let mut s = format!("| run | {} | overall |\n|---|{}---:|\n", cols.join(" | "), "---:|".repeat(cols.len()));
     for r in runs {
-        s += &format!("| {} | {} | {:.1} |\n", r.label, cols.iter().map(|c| pct(cell(r, axis, c))).collect::<Vec<_>>().join(" | "), r.summary.overall.accuracy);
+        s += &format!(
+            "| {} | {} | {:.1} |\n",
+            r.label,
+            cols.iter().map(|c| pct(cell(r, axis, c))).collect::<Vec<_>>().join(" | "),
+            r.summary.overall.accuracy
+        );
     }
     s
 }
@@ -80,7 +90,15 @@ pub fn breakdown_csv(runs: &[Run], axis: Axis) -> String {
     let cols = measured(runs, axis);
     let mut s = format!("run,{},overall\n", cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
     for r in runs {
-        s += &format!("{},{},{:.2}\n", csv_field(&r.label), cols.iter().map(|c| cell(r, axis, c).map(|v| format!("{v:.2}")).unwrap_or_default()).collect::<Vec<_>>().join(","), r.summary.overall.accuracy);
+        s += &format!(
+            "{},{},{:.2}\n",
+            csv_field(&r.label),
+            cols.iter()
+                .map(|c| cell(r, axis, c).map(|v| format!("{v:.2}")).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(","),
+            r.summary.overall.accuracy
+        );
     }
     s
 }

@@ -16,5 +16,10 @@ pub fn model_dir() -> PathBuf {
 
 /// 40 phantom questions (one per modality x question type) at 56 px.
 pub fn phantom_records(dir: &Path) -> Vec<Record> {
-    phantoms::generate(&dir.join("phantoms"), &PhantomConfig { per_cell: 1, size: 56, seed: 3, fixed_options: false }, &|_, _| {}).unwrap()
+    phantoms::generate(
+        &dir.join("phantoms"),
+        &PhantomConfig { per_cell: 1, size: 56, seed: 3, fixed_options: false },
+        &|_, _| {},
+    )
+    .unwrap()
 }

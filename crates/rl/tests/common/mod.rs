@@ -21,7 +21,8 @@ pub fn ck() -> Checkpoint {
 
 /// 40 phantom questions at 56 px.
 pub fn records(dir: &Path) -> Vec<Record> {
-    phantoms::generate(dir, &PhantomConfig { per_cell: 1, size: 56, seed: 4, fixed_options: false }, &|_, _| {}).unwrap()
+    phantoms::generate(dir, &PhantomConfig { per_cell: 1, size: 56, seed: 4, fixed_options: false }, &|_, _| {})
+        .unwrap()
 }
 
 /// 4 updates of 2 prompts x G = 2, No-Think, short completions, KL on.
