@@ -2,11 +2,10 @@
 //! `shared/bench/torch_2b_baseline.py` (one 392x392 image = 196 visual tokens, plus 60 text
 //! tokens), with random weights at the tiny checkpoint's shape or the real Qwen2-VL-2B shape.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use std::path::Path;
 use std::time::Instant;
 use vlm::config::Qwen2VlConfig;
 use vlm::generate::{generate, GenerateOptions, Sampling};
@@ -35,26 +34,7 @@ pub struct BenchArgs {
 }
 
 pub fn config_for(shape: &str) -> Result<Qwen2VlConfig> {
-    let v = match shape {
-        "2b" => json!({
-            "model_type": "qwen2_vl", "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
-            "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6, "tie_word_embeddings": true, "max_position_embeddings": 32768,
-            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-            "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
-            "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
-                              "hidden_size": 1536, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}),
-        "tiny" => json!({
-            "model_type": "qwen2_vl", "vocab_size": 564, "hidden_size": 64, "intermediate_size": 160,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6, "tie_word_embeddings": true, "max_position_embeddings": 32768,
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-            "image_token_id": 562, "video_token_id": 563, "vision_start_token_id": 559, "vision_end_token_id": 560,
-            "vision_config": {"depth": 2, "embed_dim": 32, "mlp_ratio": 2, "num_heads": 2, "in_chans": 3,
-                              "hidden_size": 64, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}),
-        _ => bail!("--shape must be tiny or 2b, got `{shape}`"),
-    };
-    Ok(Qwen2VlConfig::from_json(&v, Path::new("<bench config>"))?)
+    Ok(vlm::shapes::Shape::parse(shape)?.config()?)
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -65,7 +45,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     let mut model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;
-    let n_params: usize = model.params.iter().map(|(_, t)| t.elem_count()).sum();
+    let n_params: usize = model.params().iter().map(|(_, t)| t.elem_count()).sum();
     eprintln!(
         "{} shape: {:.3} B parameters, built in {:.1}s",
         a.shape,

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
-use vlm::image_processor::RgbImage;
+use imaging::RgbImage;
 
 /// Whether `bytes` is a DICOM Part 10 file (the "DICM" magic after the 128-byte preamble).
 pub fn is_dicom(bytes: &[u8]) -> bool {
@@ -220,18 +220,18 @@ fn decode_jpeg_frames(obj: &DefaultDicomObject, what: &str, ts_uid: &str, ts_nam
     let (mut rows, mut columns, mut spp) = (0, 0, 0);
     let mut values = Vec::new();
     for (k, stream) in streams.iter().enumerate() {
-        if let Some(bits) = vlm::jpeg::sample_precision(stream).filter(|&b| b != 8) {
+        if let Some(bits) = imaging::jpeg::sample_precision(stream).filter(|&b| b != 8) {
             bail!("{what}: {bits}-bit {ts_name} ({ts_uid}) is not supported: only 8-bit JPEG can be decoded (convert the file, e.g. with dcmdjpeg)");
         }
-        let fail = |e: vlm::error::VlmError| {
+        let fail = |e: imaging::ImageError| {
             anyhow!("{what}: cannot decode pixel data stored as {ts_name} ({ts_uid}), frame {k}: {e}")
         };
         // As pydicom (through Pillow) does: a complete Adobe marker's transform flag decides the
         // colour conversion; without one the components are taken as coded, and the DICOM
         // photometric interpretation (applied later) says what they are.
-        let (w, h, s, samples) = match vlm::jpeg::adobe_transform(stream) {
+        let (w, h, s, samples) = match imaging::jpeg::adobe_transform(stream) {
             Some(_) => {
-                let img = vlm::jpeg::decode(stream, what).map_err(fail)?;
+                let img = imaging::jpeg::decode(stream, what).map_err(fail)?;
                 let (w, h) = (img.width() as usize, img.height() as usize);
                 if img.color().channel_count() == 1 {
                     (w, h, 1, img.to_luma8().into_raw())
@@ -239,7 +239,7 @@ fn decode_jpeg_frames(obj: &DefaultDicomObject, what: &str, ts_uid: &str, ts_nam
                     (w, h, 3, img.to_rgb8().into_raw())
                 }
             }
-            None => vlm::jpeg::decode_components(stream, what).map_err(fail)?,
+            None => imaging::jpeg::decode_components(stream, what).map_err(fail)?,
         };
         if s != 1 && s != 3 {
             bail!("{what}: JPEG frame {k} has {s} components (1 or 3 supported)");
@@ -250,7 +250,7 @@ fn decode_jpeg_frames(obj: &DefaultDicomObject, what: &str, ts_uid: &str, ts_nam
         (rows, columns, spp) = (h, w, s);
         values.extend(samples.into_iter().map(i32::from));
     }
-    let converted = spp == 3 && streams.first().and_then(|s| vlm::jpeg::adobe_transform(s)).is_some();
+    let converted = spp == 3 && streams.first().and_then(|s| imaging::jpeg::adobe_transform(s)).is_some();
     Ok((rows, columns, frames, spp, values, converted))
 }
 

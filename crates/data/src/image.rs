@@ -3,8 +3,8 @@
 
 use crate::dicom;
 use anyhow::{Context, Result};
+use imaging::RgbImage;
 use std::path::Path;
-use vlm::image_processor::RgbImage;
 
 /// Decodes image bytes; `what` names them in errors.
 pub fn decode(bytes: &[u8], what: &str) -> Result<RgbImage> {

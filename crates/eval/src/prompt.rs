@@ -13,7 +13,7 @@ use vlm::prompt::{Processor, Prompt};
 pub fn record_image(r: &Record, resize: Option<(u32, u32)>) -> Result<RgbImage> {
     let mut img = data::image::open(&r.image_path)?;
     if let Some((w, h)) = resize {
-        let data = vlm::resample::resize_bicubic(&img.data, img.width, img.height, 3, w as usize, h as usize);
+        let data = imaging::resample::resize_bicubic(&img.data, img.width, img.height, 3, w as usize, h as usize);
         img = RgbImage { width: w as usize, height: h as usize, data };
     }
     Ok(img)

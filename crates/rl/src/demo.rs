@@ -23,15 +23,6 @@ use vlm::model::Qwen2Vl;
 use vlm::params::RandomParams;
 use vlm::Checkpoint;
 
-// The tokenizer and processor files of the bundled tiny checkpoint (from transformers; see
-// crates/vlm/tests/fixtures/PROVENANCE.md), compiled in so the demo needs no files.
-const TOKENIZER: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/tokenizer.json");
-const TOKENIZER_CONFIG: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/tokenizer_config.json");
-const CHAT_TEMPLATE: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/chat_template.json");
-const GENERATION: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/generation_config.json");
-const PREPROCESSOR: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/preprocessor_config.json");
-const CONFIG: &str = include_str!("../../vlm/tests/fixtures/qwen2vl-tiny/model/config.json");
-
 pub struct DemoOptions {
     pub out: PathBuf,
     pub prompt: PromptVariant,
@@ -86,29 +77,11 @@ const INIT_STD: f64 = 0.1;
 
 /// Writes a randomly initialised tiny Qwen2-VL checkpoint (transformers layout) to `dir`.
 pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut cfg: Value = serde_json::from_str(CONFIG)?;
-    cfg["hidden_size"] = json!(128);
-    cfg["intermediate_size"] = json!(256);
-    cfg["num_attention_heads"] = json!(4);
-    cfg["num_key_value_heads"] = json!(2);
-    cfg["rope_scaling"]["mrope_section"] = json!([4, 6, 6]);
-    cfg["vision_config"]["embed_dim"] = json!(64);
-    cfg["vision_config"]["num_heads"] = json!(2);
-    cfg["vision_config"]["hidden_size"] = json!(128);
-    for (name, text) in [
-        ("config.json", serde_json::to_string_pretty(&cfg)?),
-        ("tokenizer.json", TOKENIZER.to_string()),
-        ("tokenizer_config.json", TOKENIZER_CONFIG.to_string()),
-        ("chat_template.json", CHAT_TEMPLATE.to_string()),
-        ("generation_config.json", GENERATION.to_string()),
-        ("preprocessor_config.json", PREPROCESSOR.to_string()),
-    ] {
-        std::fs::write(dir.join(name), text)?;
-    }
+    let cfg = vlm::shapes::demo_config_json();
+    vlm::shapes::write_tiny_files(dir, &cfg)?;
     let parsed = vlm::config::Qwen2VlConfig::from_json(&cfg, &dir.join("config.json")).context("tiny config")?;
     let model = Qwen2Vl::load(&parsed, &RandomParams::new(DType::F32, Device::Cpu, INIT_STD, seed))?;
-    let tensors = model.params.iter().cloned().collect();
+    let tensors = model.params().into_iter().collect();
     save_model(dir, dir, vlm::weights::NameLayout::Legacy, DType::F32, &tensors)
 }
 

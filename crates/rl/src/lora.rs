@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use vlm::lora::{module_name, LoraAdapter};
+use vlm::lora::LoraAdapter;
 use vlm::weights::NameLayout;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,12 +58,11 @@ pub fn init(model: &mut vlm::model::Qwen2Vl, s: &LoraSettings, seed: u64) -> Res
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     for lin in model.linears_mut() {
-        let module = module_name(lin).to_string();
+        let module = lin.name.clone();
         if !s.targets(&module) {
             continue;
         }
-        let (o, i) = lin.weight.dims2()?;
-        let (o, i) = if lin.transposed { (i, o) } else { (o, i) };
+        let (o, i) = lin.dims()?;
         let bound = 1.0 / (i as f64).sqrt();
         let a: Vec<f32> = (0..s.r * i).map(|_| rng.random_range(-bound..bound) as f32).collect();
         out.push((
@@ -235,7 +234,7 @@ pub fn merge(
 pub fn merge_checkpoint(base_dir: &Path, adapter_dir: &Path, out: &Path) -> Result<usize> {
     let (s, tensors) = load_adapter(adapter_dir)?;
     let ck = vlm::Checkpoint::open(base_dir, DType::F32)?;
-    let base: BTreeMap<String, Tensor> = ck.model.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let base: BTreeMap<String, Tensor> = ck.model.params().into_iter().collect();
     let merged = merge(&base, &tensors, &s)?;
     let n = tensors.len() / 2;
     crate::save::save_model(out, base_dir, ck.layout, ck.stored_dtype, &merged.into_iter().collect())?;

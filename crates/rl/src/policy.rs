@@ -32,7 +32,7 @@ impl Policy {
         let mut vars = Vec::new();
         let mut frozen = HashMap::new();
         let mut map = HashMap::new();
-        for (name, t) in &start.params {
+        for (name, t) in &start.params() {
             if map.contains_key(name) {
                 continue; // tied weights appear twice
             }
@@ -65,13 +65,13 @@ impl Policy {
     /// model already holds them so) and everything else in float32.
     pub fn new_lora(start: &Qwen2Vl, s: &crate::lora::LoraSettings, seed: u64) -> Result<Policy> {
         let mut linear_weights = std::collections::HashSet::new();
-        let mut probe = Qwen2Vl::load(&start.cfg, &MapParams(&start.params.iter().cloned().collect()))?;
+        let mut probe = Qwen2Vl::load(&start.cfg, &MapParams(&start.params().into_iter().collect()))?;
         for lin in probe.linears_mut() {
-            linear_weights.insert(lin.name.clone());
+            linear_weights.insert(format!("{}.weight", lin.name));
         }
         drop(probe);
         let mut frozen = HashMap::new();
-        for (name, t) in &start.params {
+        for (name, t) in &start.params() {
             let dt = if s.base_bf16 && linear_weights.contains(name) { DType::BF16 } else { DType::F32 };
             frozen.insert(name.clone(), t.to_dtype(dt)?);
         }
@@ -87,7 +87,7 @@ impl Policy {
             }
         }
         let dropout_seed: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
-        vlm::lora::attach(model.linears_mut(), &crate::lora::adapters(&tensors, s, Some(&dropout_seed))?);
+        vlm::linear::attach_lora(model.linears_mut(), &crate::lora::adapters(&tensors, s, Some(&dropout_seed))?);
         Ok(Policy { cfg: start.cfg.clone(), vars, frozen, model, lora: Some(s.clone()), recompute: None, dropout_seed })
     }
 
@@ -144,7 +144,7 @@ impl Policy {
             // The shared base with the adapters' current values attached (nothing merged or copied).
             // Not prepared for inference: that would store transposed copies of the base.
             let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.frozen))?;
-            vlm::lora::attach(m.linears_mut(), &crate::lora::adapters(&self.var_tensors(), s, None)?);
+            vlm::linear::attach_lora(m.linears_mut(), &crate::lora::adapters(&self.var_tensors(), s, None)?);
             return Ok(m);
         }
         let mut m = Qwen2Vl::load(&self.cfg, &MapParams(&self.tensors()))?;

@@ -90,14 +90,18 @@ fn the_gradient_reaches_vision_tower_and_decoder() {
         assert!(grad_of(name) > 0.0, "no gradient reaches {name}");
     }
     // The reference model's weights are plain tensors: nothing to differentiate.
-    assert!(ck.model.params.iter().all(|(_, t)| grads.get(t).is_none()));
+    assert!(ck.model.params().iter().all(|(_, t)| grads.get(t).is_none()));
 }
 
 #[test]
 fn updates_change_the_policy_but_never_a_frozen_tower_or_the_reference() {
     let (ck, prompts) = setup();
-    let before: Vec<(String, Vec<f32>)> =
-        ck.model.params.iter().map(|(n, t)| (n.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+    let before: Vec<(String, Vec<f32>)> = ck
+        .model
+        .params()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
     for freeze in [false, true] {
         let mut policy = Policy::new(&ck.model, freeze).unwrap();
         assert_eq!(policy.vars.iter().any(|(n, _)| n.starts_with("visual.")), !freeze);
@@ -131,7 +135,7 @@ fn updates_change_the_policy_but_never_a_frozen_tower_or_the_reference() {
         assert_eq!(changed("visual."), !freeze, "vision tower (freeze={freeze})");
     }
     // The reference (the checkpoint's own model) is untouched.
-    for ((n, t), (n0, v0)) in ck.model.params.iter().zip(&before) {
+    for ((n, t), (n0, v0)) in ck.model.params().iter().zip(&before) {
         assert_eq!(n, n0);
         assert_eq!(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v0, "reference weight {n} changed");
     }

@@ -56,7 +56,7 @@ fn starts_at_the_base_and_shares_its_weights() {
     assert_eq!(max_diff(&logits(&p.inference_model().unwrap(), &c), &logits(&c.model, &c)), 0.0);
     // No second copy: the policy's frozen base is the loaded model's storage.
     let name = "model.layers.0.mlp.up_proj.weight";
-    let shared = c.model.params.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let shared = c.model.params().iter().find(|(n, _)| n == name).unwrap().1.clone();
     let ptr = |t: &Tensor| {
         let (st, _) = t.storage_and_layout();
         &*st as *const candle_core::Storage as usize
@@ -138,10 +138,10 @@ fn trains_adapters_only_resumes_exactly_and_merges() {
         let (s, t) = rl::lora::load_adapter(a.path()).unwrap();
         let mut adapted = vlm::model::Qwen2Vl::load(
             &ck().config,
-            &vlm::params::MapParams(&ck().model.params.iter().cloned().collect()),
+            &vlm::params::MapParams(&ck().model.params().iter().cloned().collect()),
         )
         .unwrap();
-        vlm::lora::attach(adapted.linears_mut(), &rl::lora::adapters(&t, &s, None).unwrap());
+        vlm::linear::attach_lora(adapted.linears_mut(), &rl::lora::adapters(&t, &s, None).unwrap());
         let c = ck();
         let (lm, la, lb) = (logits(&m.model, &c), logits(&adapted, &c), logits(&c.model, &c));
         assert!(max_diff(&lm, &la) < 1e-4, "merged vs adapted: {}", max_diff(&lm, &la));

@@ -63,7 +63,7 @@ pub fn trainable_copy(model: &Qwen2Vl) -> Result<(Qwen2Vl, Vec<(String, Var)>)> 
     let mut map = HashMap::new();
     let mut vars = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (name, t) in &model.params {
+    for (name, t) in &model.params() {
         if !seen.insert(name.clone()) {
             continue;
         }

@@ -13,6 +13,8 @@ pub enum VlmError {
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
+    Image(#[from] imaging::ImageError),
+    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 

@@ -9,16 +9,13 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod dense;
 pub mod dump;
 pub mod error;
-pub mod fastmath;
-pub mod fused;
-pub mod gemv;
 pub mod generate;
 pub mod generator;
 pub mod image_processor;
-pub mod jpeg;
+pub mod kernels;
+pub mod linear;
 pub mod logprob;
 pub mod lora;
 pub mod model;
@@ -26,11 +23,10 @@ pub mod ops;
 pub mod params;
 pub mod prompt;
 pub mod recompute;
-pub mod resample;
 pub mod rope;
+pub mod shapes;
 pub mod text;
 pub mod vision;
-pub mod vision_attention;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;

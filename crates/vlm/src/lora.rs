@@ -1,10 +1,9 @@
 //! LoRA (Hu et al. 2021) as PEFT computes it: a frozen linear layer `x W^T` plus a low-rank update
 //! `scaling * (x A^T) B^T`, A [r, in], B [out, r], scaling = alpha / r. The base weight is left as
 //! it is (shared, never copied), so "the adapter disabled" is simply the layer without it.
+//! Adapters are attached to layers by module name with [`crate::linear::attach_lora`].
 
-use crate::ops::Linear;
 use candle_core::{Result, Tensor};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -65,51 +64,5 @@ impl LoraAdapter {
     /// B A scaled: what merging adds to the [out, in] weight.
     pub fn merged_delta(&self) -> Result<Tensor> {
         self.b.matmul(&self.a)? * self.scaling
-    }
-}
-
-/// A linear layer's module name (`model.layers.0.self_attn.q_proj`) from its weight's name.
-pub fn module_name(linear: &Linear) -> &str {
-    linear.name.strip_suffix(".weight").unwrap_or(&linear.name)
-}
-
-/// Attaches adapters by module name to the given layers; returns how many were attached.
-pub fn attach(linears: Vec<&mut Linear>, adapters: &HashMap<String, LoraAdapter>) -> usize {
-    let mut n = 0;
-    for lin in linears {
-        if let Some(a) = adapters.get(module_name(lin)) {
-            lin.lora = Some(a.clone());
-            n += 1;
-        }
-    }
-    n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Module};
-
-    #[test]
-    fn forward_adds_the_scaled_low_rank_update() {
-        let d = Device::Cpu;
-        // W [3, 2], A [1, 2], B [3, 1], scaling 2, x [1, 2] = [1, 2]:
-        // x W^T = [1*1+2*0, 1*0+2*1, 1*1+2*1] = [1, 2, 3]; x A^T = 1*0.5 + 2*(-1) = -1.5;
-        // update = 2 * -1.5 * [1, 0, 2] = [-3, 0, -6]; total [-2, 2, -3].
-        let w = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &d).unwrap();
-        let mut lin = Linear::named(w, None, "m.q_proj.weight".into());
-        let x = Tensor::new(&[[1f32, 2.]], &d).unwrap();
-        assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![1., 2., 3.]]);
-        let a = LoraAdapter {
-            a: Tensor::new(&[[0.5f32, -1.]], &d).unwrap(),
-            b: Tensor::new(&[[1f32], [0.], [2.]], &d).unwrap(),
-            scaling: 2.0,
-            dropout: None,
-        };
-        assert_eq!(attach(vec![&mut lin], &HashMap::from([("m.q_proj".to_string(), a.clone())])), 1);
-        assert_eq!(lin.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![-2., 2., -3.]]);
-        // Merging gives the same layer without the adapter.
-        let merged = Linear::new((lin.weight.clone() + a.merged_delta().unwrap()).unwrap(), None);
-        assert_eq!(merged.forward(&x).unwrap().to_vec2::<f32>().unwrap(), vec![vec![-2., 2., -3.]]);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::Qwen2VlConfig;
 use crate::error::{Result, VlmError};
-use crate::params::{ParamSource, Recorder};
+use crate::params::{ParamSource, Params};
 use crate::rope::{self, RopeIndex};
 use crate::text::{KvCache, TextModel};
 use crate::vision::VisionTower;
@@ -75,31 +75,35 @@ pub struct Qwen2Vl {
     pub cfg: Qwen2VlConfig,
     pub visual: VisionTower,
     pub text: TextModel,
-    /// Every parameter by its canonical checkpoint name (legacy layout), in load order.
-    pub params: Vec<(String, Tensor)>,
 }
 
 impl Qwen2Vl {
     pub fn load(cfg: &Qwen2VlConfig, source: &dyn ParamSource) -> Result<Self> {
-        let rec = Recorder::new(source);
-        let visual = VisionTower::load(&rec, &cfg.vision)?;
-        let text = TextModel::load(&rec, &cfg.text)?;
-        let params = rec.seen.into_inner().unwrap();
-        Ok(Qwen2Vl { cfg: cfg.clone(), visual, text, params })
+        let p = Params::new(source);
+        let visual = VisionTower::load(p, &cfg.vision)?;
+        let text = TextModel::load(p, &cfg.text)?;
+        Ok(Qwen2Vl { cfg: cfg.clone(), visual, text })
+    }
+
+    /// Every parameter by its canonical checkpoint name (legacy layout) and checkpoint shape, in
+    /// load order: derived by walking the modules, so it always holds the tensors the model
+    /// computes with (views of them where inference keeps a weight transposed or fused).
+    pub fn params(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        // Reshapes and transposes of live tensors cannot fail.
+        self.visual.push_params(&mut out).expect("vision parameters");
+        self.text.push_params(&mut out).expect("decoder parameters");
+        out
     }
 
     /// Stores linear weights transposed ([in, out]) for faster gemm in the prefill (10-16% per
     /// matmul at the 2B shapes), one weight at a time (no second copy of the model): the vision
     /// tower's, and the decoder's float32 ones but down_proj. Decoding reads them through
-    /// [`crate::gemv::gemv_t`], as fast as the row-major kernel since its accumulator spans whole
-    /// rows (measured at the 2B shape, alternating: prefill 8.08-8.39 s vs 8.59-8.80 s, decode
-    /// 4.58-4.67 vs 4.30-4.38 tokens/s). `params` keeps [out, in] views of the same memory, so
-    /// names, shapes and `dump::trainable_copy` are unchanged. Tracked (`Var`) weights are left alone.
-    /// Then the decoder's q/k/v and gate/up projections are fused (see [`crate::fused`]).
+    /// [`crate::kernels::gemv::gemv_t`], as fast as the row-major kernel since its accumulator
+    /// spans whole rows (measured at the 2B shape, alternating: prefill 8.08-8.39 s vs 8.59-8.80 s,
+    /// decode 4.58-4.67 vs 4.30-4.38 tokens/s). Trainable (`Var`) weights are left alone.
+    /// Then the decoder's q/k/v and gate/up projections are fused (see [`crate::kernels::fused`]).
     pub fn prepare_for_inference(&mut self) -> Result<()> {
-        let index: std::collections::HashMap<String, usize> =
-            self.params.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
-        let mut updates = Vec::new();
         let mut lins = self.visual.linears_mut();
         // Decoder weights only in float32 (the bfloat16 decode kernel streams [out, in] rows), and
         // not down_proj, whose [in, out] form gemm runs slower (233 vs 256 GFLOP/s at 258 rows).
@@ -107,20 +111,12 @@ impl Qwen2Vl {
             self.text
                 .linears_mut()
                 .into_iter()
-                .filter(|l| !l.name.contains("down_proj") && l.weight.dtype() == DType::F32),
+                .filter(|l| !l.name.ends_with("down_proj") && l.weight_dtype() == DType::F32),
         );
         for lin in lins {
-            if let Some(view) = lin.transpose_for_inference()? {
-                updates.push((lin.name.clone(), view));
-            }
+            lin.prepare_dense_f32()?;
         }
-        // Then q/k/v and gate/up each become one product (their weights views into it).
-        updates.extend(self.text.fuse_for_inference()?);
-        for (name, view) in updates {
-            if let Some(&i) = index.get(&name) {
-                self.params[i].1 = view;
-            }
-        }
+        self.text.fuse_for_inference()?;
         Ok(())
     }
 
@@ -135,7 +131,7 @@ impl Qwen2Vl {
     }
 
     /// Every linear layer of the vision tower and the decoder (the LM head excepted).
-    pub fn linears_mut(&mut self) -> Vec<&mut crate::ops::Linear> {
+    pub fn linears_mut(&mut self) -> Vec<&mut crate::linear::Linear> {
         let mut v = self.visual.linears_mut();
         v.extend(self.text.linears_mut());
         v
@@ -268,5 +264,47 @@ impl Qwen2Vl {
         let (cos, sin) = rope::mrope_cos_sin(&pos3, t.head_dim, t.rope_theta, t.mrope_section, dev)?;
         let hidden = self.text.forward_hidden(&embeds, &cos, &sin, key_mask, Some(cache))?;
         Ok(self.text.logits(&hidden)?.squeeze(1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::RandomParams;
+    use std::sync::Mutex;
+
+    /// A source that records the names and shapes asked for.
+    struct Recording<'a>(&'a dyn ParamSource, Mutex<Vec<(String, Vec<usize>)>>);
+
+    impl ParamSource for Recording<'_> {
+        fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+            self.1.lock().unwrap().push((name.to_string(), shape.to_vec()));
+            self.0.get(name, shape)
+        }
+        fn has(&self, name: &str) -> bool {
+            self.0.has(name)
+        }
+    }
+
+    /// The walked parameter list is exactly what was loaded — names, order and checkpoint shapes —
+    /// before and after the inference preparation (transposed and fused weights are views).
+    #[test]
+    fn params_walk_the_modules_in_load_order() {
+        let cfg = crate::shapes::Shape::Tiny.config().unwrap();
+        let random = RandomParams::new(DType::F32, Device::Cpu, 0.1, 0);
+        let rec = Recording(&random, Mutex::new(Vec::new()));
+        let mut model = Qwen2Vl::load(&cfg, &rec).unwrap();
+        let loaded = rec.1.into_inner().unwrap();
+        let walked = |m: &Qwen2Vl| m.params().into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect::<Vec<_>>();
+        assert_eq!(walked(&model), loaded);
+        let before: Vec<Vec<f32>> =
+            model.params().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+        model.prepare_for_inference().unwrap();
+        assert_eq!(walked(&model), loaded);
+        let after: Vec<Vec<f32>> =
+            model.params().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+        assert_eq!(before, after, "preparing for inference changed a parameter's values");
+        assert!(loaded.iter().any(|(n, _)| n == "model.layers.1.self_attn.q_proj.bias"));
+        assert!(!loaded.iter().any(|(n, _)| n == "lm_head.weight"), "the tiny model ties its head");
     }
 }

@@ -8,7 +8,7 @@
 //! taken. The training path therefore cannot reach a fused kernel by accident, and inference on plain
 //! tensors always gets the fast one.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 
 use candle_core::Result;
 
@@ -25,7 +25,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::softmax(x, D::Minus1)
     } else if x.dtype() == DType::F32 {
         let row = x.dim(D::Minus1)?;
-        map_f32(x, |v| crate::fastmath::softmax(v, row))
+        map_f32(x, |v| crate::kernels::fastmath::softmax(v, row))
     } else {
         candle_nn::ops::softmax_last_dim(x)
     }
@@ -55,15 +55,15 @@ impl CustomOp1 for Softmax {
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
         let y = match (&self.mask, layout.dims()) {
             (Some(mask), &[bb, h, l, t]) => {
-                match crate::dense::with_f32(mask, |m| {
-                    crate::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale)
+                match crate::kernels::dense::with_f32(mask, |m| {
+                    crate::kernels::fastmath::masked_softmax(&d[a..b], m, [bb, h, l, t], self.scale)
                 }) {
                     Some(y) => y,
                     None => candle_core::bail!("softmax-last-dim: the mask must be a contiguous float32 CPU tensor"),
                 }
             }
             (Some(_), _) => candle_core::bail!("softmax-last-dim: a masked softmax needs [B, H, L, T] scores"),
-            (None, _) => crate::fastmath::softmax(&d[a..b], row),
+            (None, _) => crate::kernels::fastmath::softmax(&d[a..b], row),
         };
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
@@ -72,7 +72,7 @@ impl CustomOp1 for Softmax {
         let row = res.dim(D::Minus1)?.max(1);
         let s = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let g = grad_res.contiguous()?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Tensor::from_vec(crate::fastmath::softmax_backward(&s, &g, row, self.scale), res.shape(), res.device())
+        Tensor::from_vec(crate::kernels::fastmath::softmax_backward(&s, &g, row, self.scale), res.shape(), res.device())
             .map(Some)
     }
 }
@@ -101,7 +101,7 @@ pub fn attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<T
 /// Applies a float32 kernel (input slice -> new buffer) to `x` (inference only: no gradient).
 fn map_f32(x: &Tensor, f: impl Fn(&[f32]) -> Vec<f32>) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let v = match crate::dense::with_f32(&x, &f) {
+    let v = match crate::kernels::dense::with_f32(&x, &f) {
         Some(v) => v,
         None => f(&x.flatten_all()?.to_vec1::<f32>()?),
     };
@@ -113,7 +113,7 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     if needs_grad(&[x]) || x.dtype() != DType::F32 {
         x.silu()
     } else {
-        map_f32(x, |v| crate::fastmath::x_sigmoid(v, 1.0))
+        map_f32(x, |v| crate::kernels::fastmath::x_sigmoid(v, 1.0))
     }
 }
 
@@ -123,7 +123,7 @@ pub fn silu_glu(gate_up: &Tensor) -> Result<Tensor> {
     let w = *dims.last().unwrap() / 2;
     *dims.last_mut().unwrap() = w;
     let x = gate_up.contiguous()?;
-    match crate::dense::with_f32(&x, |v| crate::fastmath::silu_glu(v, w)) {
+    match crate::kernels::dense::with_f32(&x, |v| crate::kernels::fastmath::silu_glu(v, w)) {
         Some(v) => Tensor::from_vec(v, dims, x.device()),
         None => candle_core::bail!("silu_glu: float32 CPU tensors only"),
     }
@@ -192,208 +192,6 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
         let s = ((x * -1.702)?.exp()? + 1.0)?.recip()?;
         x.mul(&s)
     } else {
-        map_f32(x, |v| crate::fastmath::x_sigmoid(v, 1.702))
-    }
-}
-
-/// A linear layer `x W^T + b` whose weight may be frozen.
-///
-/// candle's matmul backward always computes the gradient of both operands, so a frozen plain-tensor
-/// weight would still get a weight-sized gradient computed and stored (a third more backward work,
-/// gigabytes at the 2B shape). When the input needs a gradient and the weight does not, the product
-/// goes through [`FrozenMatmul`], whose backward computes the input's gradient only.
-///
-/// For inference the weight can be stored transposed ([in, out], contiguous; see
-/// [`Linear::transpose_for_inference`]): gemm runs 10-16% faster on it (measured at the 2B shapes).
-#[derive(Debug, Clone)]
-pub struct Linear {
-    /// [out, in], or [in, out] when `transposed`.
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub transposed: bool,
-    /// The weight's checkpoint name (for keeping the model's parameter list in step).
-    pub name: String,
-    /// A LoRA adapter added to the output when present.
-    pub lora: Option<crate::lora::LoraAdapter>,
-}
-
-impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias, transposed: false, name: String::new(), lora: None }
-    }
-
-    pub fn named(weight: Tensor, bias: Option<Tensor>, name: String) -> Self {
-        Linear { weight, bias, transposed: false, name, lora: None }
-    }
-
-    /// Stores an untracked weight as [in, out]; returns the new weight's [out, in] view so the
-    /// caller can keep its parameter list pointing at the same memory.
-    pub fn transpose_for_inference(&mut self) -> Result<Option<Tensor>> {
-        if self.transposed || self.weight.track_op() {
-            return Ok(None);
-        }
-        self.weight = self.weight.t()?.contiguous()?;
-        self.transposed = true;
-        Ok(Some(self.weight.t()?))
-    }
-
-    /// Every tensor the layer computes with (weight, bias, LoRA A and B).
-    pub fn tensors(&self) -> Vec<Tensor> {
-        let mut v = vec![self.weight.clone()];
-        v.extend(self.bias.clone());
-        if let Some(l) = &self.lora {
-            v.extend([l.a.clone(), l.b.clone()]);
-        }
-        v
-    }
-
-    pub fn out_dim(&self) -> Result<usize> {
-        self.weight.dim(if self.transposed { 1 } else { 0 })
-    }
-
-    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
-    }
-
-    /// The weight as [in, out] (a view when stored as [out, in]).
-    fn w_in_out(&self) -> Result<Tensor> {
-        if self.transposed {
-            Ok(self.weight.clone())
-        } else {
-            self.weight.t()
-        }
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims.last().unwrap();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((rows, in_dim))?;
-        let y = if x2.track_op() && !self.weight.track_op() {
-            let op = FrozenMatmul { weight: self.weight.clone(), transposed: self.transposed };
-            self.add_bias(x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)?
-        } else if x2.track_op() || self.weight.track_op() {
-            self.add_bias(x2.matmul(&self.w_in_out()?)?)?
-        } else if rows > crate::gemv::MAX_ROWS && !self.bias.as_ref().is_some_and(|b| b.track_op()) {
-            // Inference over many rows: the bias is fused into the product when the tensors allow.
-            match crate::dense::linear(&x2, &self.weight, self.transposed, self.bias.as_ref())? {
-                Some(y) => y,
-                None => self.add_bias(matmul_wt(&x2, &self.weight, self.transposed)?)?,
-            }
-        } else {
-            self.add_bias(matmul_wt(&x2, &self.weight, self.transposed)?)?
-        };
-        let y = match &self.lora {
-            Some(l) => (y + l.delta(&x2)?)?,
-            None => y,
-        };
-        let mut out = dims;
-        *out.last_mut().unwrap() = self.out_dim()?;
-        y.reshape(out)
-    }
-}
-
-/// `x W^T` for an untracked 2-D `x` [m, k] and `W` [n, k] (or `W^T` [k, n] when `transposed`).
-/// A few rows of float32 (decoding) go through [`crate::gemv`], which streams the weight on every
-/// thread; the rest through gemm.
-fn matmul_wt(x: &Tensor, w: &Tensor, transposed: bool) -> Result<Tensor> {
-    let (m, k) = x.dims2()?;
-    let n = w.dim(if transposed { 1 } else { 0 })?;
-    if m <= crate::gemv::MAX_ROWS && x.dtype() == DType::F32 && w.dtype() == DType::F32 && w.is_contiguous() {
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let y = crate::dense::with_f32(w, |wv| {
-            if transposed {
-                crate::gemv::gemv_t(wv, k, n, &xv, m)
-            } else {
-                crate::gemv::gemv(wv, n, k, &xv, m)
-            }
-        });
-        if let Some(y) = y {
-            return Tensor::from_vec(y, (m, n), x.device());
-        }
-    }
-    if w.dtype() == DType::BF16 && !transposed && m <= crate::gemv::MAX_ROWS && w.is_contiguous() {
-        let (st, l) = w.storage_and_layout();
-        if let candle_core::Storage::Cpu(CpuStorage::BF16(wv)) = &*st {
-            let wv = &wv[l.start_offset()..l.start_offset() + n * k];
-            let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            let y = crate::gemv::gemv_bf16(wv, n, k, &xv, m);
-            return Tensor::from_vec(y, (m, n), x.device())?.to_dtype(x.dtype());
-        }
-    }
-    if w.dtype() == DType::BF16 {
-        // candle's CPU bf16 gemm is slow (measured 19 s prefill at the 2B shape): widen the
-        // weight and use the float32 kernels, accumulating in float32 as PyTorch's bf16 matmul does.
-        let xf = x.to_dtype(DType::F32)?;
-        let wf = w.to_dtype(DType::F32)?;
-        let y = if transposed { xf.matmul(&wf)? } else { xf.matmul(&wf.t()?)? };
-        return y.to_dtype(x.dtype());
-    }
-    if transposed {
-        x.matmul(w)
-    } else {
-        x.matmul(&w.t()?)
-    }
-}
-
-/// `x W^T` with a constant W: the backward pass returns only d/dx = grad W.
-struct FrozenMatmul {
-    weight: Tensor,
-    transposed: bool,
-}
-
-impl CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        // Re-enter candle's own (gemm) matmul on an untracked view of the input.
-        let x = Tensor::from_storage(
-            candle_core::Storage::Cpu(storage.clone()),
-            Shape::from(storage_len(storage)),
-            candle_core::op::BackpropOp::none(),
-            false,
-        );
-        if !layout.is_contiguous() {
-            candle_core::bail!("frozen-matmul: the input must be contiguous");
-        }
-        let x = x.narrow(0, layout.start_offset(), layout.shape().elem_count())?.reshape(layout.shape())?;
-        let y = matmul_wt(&x, &self.weight, self.transposed)?.contiguous()?;
-        let shape = y.shape().clone();
-        let (st, l) = y.storage_and_layout();
-        match &*st {
-            candle_core::Storage::Cpu(cpu) if l.start_offset() == 0 && storage_len(cpu) == shape.elem_count() => {
-                Ok((cpu.clone(), shape))
-            }
-            candle_core::Storage::Cpu(_) => candle_core::bail!("frozen-matmul: unexpected output layout"),
-            _ => candle_core::bail!("frozen-matmul: only the CPU device is supported"),
-        }
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        // d/dx (x W^T) = grad W.
-        let w_out_in = if self.transposed { self.weight.t()? } else { self.weight.clone() };
-        // A bfloat16 frozen weight is widened for this product only (float32 activations).
-        Ok(Some(grad_res.matmul(&w_out_in.to_dtype(grad_res.dtype())?)?))
-    }
-}
-
-fn storage_len(s: &CpuStorage) -> usize {
-    match s {
-        CpuStorage::F32(v) => v.len(),
-        CpuStorage::BF16(v) => v.len(),
-        CpuStorage::F16(v) => v.len(),
-        CpuStorage::F64(v) => v.len(),
-        CpuStorage::U8(v) => v.len(),
-        CpuStorage::U32(v) => v.len(),
-        CpuStorage::I64(v) => v.len(),
-        #[allow(unreachable_patterns)]
-        _ => 0,
+        map_f32(x, |v| crate::kernels::fastmath::x_sigmoid(v, 1.702))
     }
 }

@@ -88,29 +88,98 @@ impl ParamSource for RandomParams {
     }
 }
 
-/// Wraps a source and records every (name, tensor) handed out.
-pub struct Recorder<'a> {
-    pub inner: &'a dyn ParamSource,
-    pub seen: Mutex<Vec<(String, Tensor)>>,
+/// A source seen through a name prefix, as candle's `VarBuilder` scopes names: the model asks
+/// `p.pp("model").pp("layers").pp(0).get("input_layernorm.weight", ..)` for
+/// `model.layers.0.input_layernorm.weight`.
+#[derive(Clone, Copy)]
+pub struct Params<'a> {
+    source: &'a dyn ParamSource,
+    prefix: Option<&'a str>,
 }
 
-impl<'a> Recorder<'a> {
-    pub fn new(inner: &'a dyn ParamSource) -> Self {
-        Recorder { inner, seen: Mutex::new(Vec::new()) }
-    }
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.inner.get(name, shape)?;
-        self.seen.lock().unwrap().push((name.to_string(), t.clone()));
-        Ok(t)
-    }
-    pub fn has(&self, name: &str) -> bool {
-        self.inner.has(name)
+/// An owned prefix for [`Params`] (prefixes are built as the model descends into its modules).
+pub struct Scoped<'a> {
+    source: &'a dyn ParamSource,
+    prefix: String,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(source: &'a dyn ParamSource) -> Self {
+        Params { source, prefix: None }
     }
 
-    /// `{name}.weight` [out, in] and, when `bias`, `{name}.bias` [out] as a linear layer.
-    pub fn linear(&self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::ops::Linear> {
-        let w = self.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
-        let b = if bias { Some(self.get(&format!("{name}.bias"), &[out_dim])?) } else { None };
-        Ok(crate::ops::Linear::named(w, b, format!("{name}.weight")))
+    fn path(&self, name: &str) -> String {
+        match self.prefix {
+            Some(p) => format!("{p}.{name}"),
+            None => name.to_string(),
+        }
+    }
+
+    /// The scope `{prefix}.{name}`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Scoped<'a> {
+        Scoped { source: self.source, prefix: self.path(&name.to_string()) }
+    }
+
+    /// This scope's full name (the module's checkpoint name).
+    pub fn name(&self) -> &str {
+        self.prefix.unwrap_or("")
+    }
+
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.source.get(&self.path(name), shape)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.source.has(&self.path(name))
+    }
+
+    /// This scope as a linear layer: `weight` [out, in] and, when `bias`, `bias` [out].
+    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::linear::Linear> {
+        let w = self.get("weight", &[out_dim, in_dim])?;
+        let b = if bias { Some(self.get("bias", &[out_dim])?) } else { None };
+        Ok(crate::linear::Linear::named(w, b, self.name()))
+    }
+}
+
+impl<'a> Scoped<'a> {
+    /// The scope as [`Params`] (borrowing its prefix).
+    pub fn params(&self) -> Params<'_> {
+        Params { source: self.source, prefix: Some(&self.prefix) }
+    }
+
+    pub fn pp(&self, name: impl std::fmt::Display) -> Scoped<'a> {
+        Scoped { source: self.source, prefix: format!("{}.{name}", self.prefix) }
+    }
+
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.params().get(name, shape)
+    }
+
+    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::linear::Linear> {
+        self.params().linear(out_dim, in_dim, bias)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_join_names_with_dots() {
+        let t = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        let map = HashMap::from([("a.b.0.w.weight".to_string(), t.clone()), ("top".to_string(), t)]);
+        let src = MapParams(&map);
+        let p = Params::new(&src);
+        assert!(p.get("top", &[2, 3]).is_ok());
+        let w = p.pp("a").pp("b").pp(0).pp("w");
+        assert_eq!(w.name(), "a.b.0.w");
+        let lin = w.linear(2, 3, false).unwrap();
+        assert_eq!(lin.name, "a.b.0.w");
+        let err = w.get("bias", &[2]).unwrap_err().to_string();
+        assert!(err.contains("a.b.0.w.bias"), "{err}");
     }
 }

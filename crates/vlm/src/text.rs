@@ -5,8 +5,9 @@
 
 use crate::config::TextConfig;
 use crate::error::Result;
-use crate::ops::{self, Linear};
-use crate::params::Recorder;
+use crate::linear::Linear;
+use crate::ops;
+use crate::params::Params;
 use candle_core::{DType, Module, Tensor};
 
 #[derive(Debug, Clone)]
@@ -15,7 +16,7 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// q, k and v in one product, for inference (see [`crate::fused`]).
+    /// q, k and v in one product, for inference (see [`crate::kernels::fused`]).
     qkv: Option<Linear>,
 }
 
@@ -116,44 +117,63 @@ pub struct TextModel {
     layers: Vec<DecoderLayer>,
     norm: Tensor,
     lm_head: Tensor,
+    /// Whether `lm_head` is `embed_tokens` (tied, and the checkpoint holds no `lm_head.weight`).
+    tied: bool,
     pub cfg: TextConfig,
     /// When set, training forwards recompute each layer in the backward pass.
     pub recompute: Option<std::sync::Arc<crate::recompute::SideGrads>>,
 }
 
 impl TextModel {
-    pub fn load(p: &Recorder, cfg: &TextConfig) -> Result<Self> {
+    pub fn load(p: Params, cfg: &TextConfig) -> Result<Self> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let embed_tokens = p.get("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
+        let m = p.pp("model");
+        let embed_tokens = m.get("embed_tokens.weight", &[cfg.vocab_size, d])?;
         let mut layers = Vec::new();
         for i in 0..cfg.num_hidden_layers {
-            let n = format!("model.layers.{i}");
+            let l = m.pp("layers").pp(i);
+            let (a, mlp) = (l.pp("self_attn"), l.pp("mlp"));
             layers.push(DecoderLayer {
-                input_layernorm: p.get(&format!("{n}.input_layernorm.weight"), &[d])?,
-                post_attention_layernorm: p.get(&format!("{n}.post_attention_layernorm.weight"), &[d])?,
+                input_layernorm: l.get("input_layernorm.weight", &[d])?,
+                post_attention_layernorm: l.get("post_attention_layernorm.weight", &[d])?,
                 self_attn: Attention {
-                    q_proj: p.linear(&format!("{n}.self_attn.q_proj"), nh * hd, d, true)?,
-                    k_proj: p.linear(&format!("{n}.self_attn.k_proj"), nkv * hd, d, true)?,
-                    v_proj: p.linear(&format!("{n}.self_attn.v_proj"), nkv * hd, d, true)?,
-                    o_proj: p.linear(&format!("{n}.self_attn.o_proj"), d, nh * hd, false)?,
+                    q_proj: a.pp("q_proj").linear(nh * hd, d, true)?,
+                    k_proj: a.pp("k_proj").linear(nkv * hd, d, true)?,
+                    v_proj: a.pp("v_proj").linear(nkv * hd, d, true)?,
+                    o_proj: a.pp("o_proj").linear(d, nh * hd, false)?,
                     qkv: None,
                 },
                 mlp: Mlp {
-                    gate_proj: p.linear(&format!("{n}.mlp.gate_proj"), cfg.intermediate_size, d, false)?,
-                    up_proj: p.linear(&format!("{n}.mlp.up_proj"), cfg.intermediate_size, d, false)?,
-                    down_proj: p.linear(&format!("{n}.mlp.down_proj"), d, cfg.intermediate_size, false)?,
+                    gate_proj: mlp.pp("gate_proj").linear(cfg.intermediate_size, d, false)?,
+                    up_proj: mlp.pp("up_proj").linear(cfg.intermediate_size, d, false)?,
+                    down_proj: mlp.pp("down_proj").linear(d, cfg.intermediate_size, false)?,
                     gate_up: None,
                 },
             });
         }
-        let norm = p.get("model.norm.weight", &[d])?;
-        let lm_head = if cfg.tie_word_embeddings && !p.has("lm_head.weight") {
-            embed_tokens.clone()
-        } else {
-            p.get("lm_head.weight", &[cfg.vocab_size, d])?
-        };
-        Ok(TextModel { embed_tokens, layers, norm, lm_head, cfg: cfg.clone(), recompute: None })
+        let norm = m.get("norm.weight", &[d])?;
+        let tied = cfg.tie_word_embeddings && !p.has("lm_head.weight");
+        let lm_head = if tied { embed_tokens.clone() } else { p.get("lm_head.weight", &[cfg.vocab_size, d])? };
+        Ok(TextModel { embed_tokens, layers, norm, lm_head, tied, cfg: cfg.clone(), recompute: None })
+    }
+
+    /// Appends the decoder's checkpoint tensors, walking the layers in load order (the LM head
+    /// only when it is not tied to the embedding).
+    pub fn push_params(&self, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        out.push(("model.embed_tokens.weight".into(), self.embed_tokens.clone()));
+        for (i, l) in self.layers.iter().enumerate() {
+            out.push((format!("model.layers.{i}.input_layernorm.weight"), l.input_layernorm.clone()));
+            out.push((format!("model.layers.{i}.post_attention_layernorm.weight"), l.post_attention_layernorm.clone()));
+            for lin in l.linears() {
+                lin.push_params(out)?;
+            }
+        }
+        out.push(("model.norm.weight".into(), self.norm.clone()));
+        if !self.tied {
+            out.push(("lm_head.weight".into(), self.lm_head.clone()));
+        }
+        Ok(())
     }
 
     /// Every linear layer except the LM head (which shares its weight with the embedding).
@@ -168,23 +188,20 @@ impl TextModel {
     }
 
     /// Fuses each layer's q/k/v and gate/up projections where their weights allow (stored
-    /// [in, out] in float32: see `Qwen2Vl::prepare_for_inference`); returns the parts' new views
-    /// by checkpoint name, for the model's parameter list.
-    pub fn fuse_for_inference(&mut self) -> Result<Vec<(String, Tensor)>> {
-        let mut views = Vec::new();
+    /// [in, out] in float32: see `Qwen2Vl::prepare_for_inference`).
+    pub fn fuse_for_inference(&mut self) -> Result<()> {
         for l in &mut self.layers {
             let a = &mut l.self_attn;
-            if let Some(f) = crate::fused::fuse(&mut [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj])? {
-                a.qkv = Some(f.linear);
-                views.extend(f.views);
+            // A second call finds the parts already fused (views) and keeps the fusion.
+            if let Some(f) = crate::kernels::fused::fuse(&mut [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj])? {
+                a.qkv = Some(f);
             }
             let m = &mut l.mlp;
-            if let Some(f) = crate::fused::fuse(&mut [&mut m.gate_proj, &mut m.up_proj])? {
-                m.gate_up = Some(f.linear);
-                views.extend(f.views);
+            if let Some(f) = crate::kernels::fused::fuse(&mut [&mut m.gate_proj, &mut m.up_proj])? {
+                m.gate_up = Some(f);
             }
         }
-        Ok(views)
+        Ok(())
     }
 
     pub fn dtype(&self) -> DType {
@@ -230,7 +247,7 @@ impl TextModel {
                     let (layer, cos, sin, mask, cfg) =
                         (layer.clone(), cos.clone(), sin.clone(), mask.clone(), self.cfg.clone());
                     let f = std::sync::Arc::new(move |x: &Tensor| layer.forward(x, &cos, &sin, &mask, &cfg, None));
-                    x = crate::recompute::checkpointed(&x, layer_params(&self.layers[i]), side, f)?;
+                    x = crate::recompute::checkpointed(&x, self.layers[i].tensors(), side, f)?;
                 }
                 _ => {
                     let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
@@ -247,16 +264,22 @@ impl TextModel {
     }
 }
 
-fn layer_params(l: &DecoderLayer) -> Vec<Tensor> {
-    let mut v = vec![l.input_layernorm.clone(), l.post_attention_layernorm.clone()];
-    let (a, m) = (&l.self_attn, &l.mlp);
-    for lin in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj] {
-        v.extend(lin.tensors());
-    }
-    v
-}
-
 impl DecoderLayer {
+    /// The layer's linear layers in checkpoint order.
+    fn linears(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+    }
+
+    /// Every tensor the layer computes with (for recomputation).
+    fn tensors(&self) -> Vec<Tensor> {
+        let mut v = vec![self.input_layernorm.clone(), self.post_attention_layernorm.clone()];
+        for lin in self.linears() {
+            v.extend(lin.tensors());
+        }
+        v
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -271,7 +294,7 @@ impl DecoderLayer {
         let rep = nh / nkv;
         let h = ops::rms_norm(x, &self.input_layernorm, cfg.rms_norm_eps)?;
         let a = &self.self_attn;
-        let (q, k, v) = if crate::fused::usable(&a.qkv, &[&a.q_proj, &a.k_proj, &a.v_proj], &h) {
+        let (q, k, v) = if crate::kernels::fused::usable(&a.qkv, &[&a.q_proj, &a.k_proj, &a.v_proj], &h) {
             let y = a.qkv.as_ref().unwrap().forward(&h)?;
             (y.narrow(2, 0, nh * hd)?, y.narrow(2, nh * hd, nkv * hd)?, y.narrow(2, (nh + nkv) * hd, nkv * hd)?)
         } else {
@@ -310,7 +333,7 @@ impl DecoderLayer {
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
         let m = &self.mlp;
-        let gu = if crate::fused::usable(&m.gate_up, &[&m.gate_proj, &m.up_proj], &h) {
+        let gu = if crate::kernels::fused::usable(&m.gate_up, &[&m.gate_proj, &m.up_proj], &h) {
             ops::silu_glu(&m.gate_up.as_ref().unwrap().forward(&h)?)?
         } else {
             (ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?

@@ -4,8 +4,9 @@
 
 use crate::config::VisionConfig;
 use crate::error::Result;
-use crate::ops::{self, Linear};
-use crate::params::Recorder;
+use crate::linear::Linear;
+use crate::ops;
+use crate::params::Params;
 use crate::rope;
 use candle_core::{DType, Module, Tensor};
 
@@ -16,11 +17,12 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(p: &Recorder, name: &str, dim: usize) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: p.get(&format!("{name}.weight"), &[dim])?,
-            bias: p.get(&format!("{name}.bias"), &[dim])?,
-        })
+    fn load(p: Params, dim: usize) -> Result<Self> {
+        Ok(LayerNorm { weight: p.get("weight", &[dim])?, bias: p.get("bias", &[dim])? })
+    }
+    fn push_params(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        out.push((format!("{name}.weight"), self.weight.clone()));
+        out.push((format!("{name}.bias"), self.bias.clone()));
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(x, &self.weight, &self.bias, 1e-6)
@@ -34,24 +36,50 @@ const SCORE_BYTES: usize = 3 * 1024 * 1024;
 struct VisionBlock {
     norm1: LayerNorm,
     norm2: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    fc1: Linear,
-    fc2: Linear,
+    attn: VisionAttention,
+    mlp: VisionMlp,
     num_heads: usize,
     /// Largest attention score buffer, in bytes, computed at once (heads are grouped under it).
     score_bytes: usize,
 }
 
+/// `visual.blocks.N.attn`.
+#[derive(Debug, Clone)]
+struct VisionAttention {
+    qkv: Linear,
+    proj: Linear,
+}
+
+/// `visual.blocks.N.mlp`.
+#[derive(Debug, Clone)]
+struct VisionMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// `visual.merger`: LayerNorm, then the 2x2-merged patches through Linear, GELU, Linear.
+#[derive(Debug, Clone)]
+struct PatchMerger {
+    ln_q: LayerNorm,
+    /// `mlp.0` and `mlp.2` (`mlp.1` is the GELU).
+    mlp_0: Linear,
+    mlp_2: Linear,
+}
+
 impl VisionBlock {
-    fn params(&self) -> Vec<Tensor> {
+    fn linears(&self) -> [&Linear; 4] {
+        [&self.attn.qkv, &self.attn.proj, &self.mlp.fc1, &self.mlp.fc2]
+    }
+
+    /// Every tensor the block computes with (for recomputation).
+    fn tensors(&self) -> Vec<Tensor> {
         let mut v = vec![
             self.norm1.weight.clone(),
             self.norm1.bias.clone(),
             self.norm2.weight.clone(),
             self.norm2.bias.clone(),
         ];
-        for lin in [&self.qkv, &self.proj, &self.fc1, &self.fc2] {
+        for lin in self.linears() {
             v.extend(lin.tensors());
         }
         v
@@ -62,19 +90,19 @@ impl VisionBlock {
         let (n, e) = x.dims2()?;
         let hd = e / self.num_heads;
         let h = self.norm1.forward(x)?;
-        let qkv = self.qkv.forward(&h)?;
+        let qkv = self.attn.qkv.forward(&h)?;
         let o = if !qkv.track_op() && !cos.track_op() && qkv.device().is_cpu() {
             self.fused_attention(&qkv, cos, sin, spans)?
         } else {
             self.attention(&qkv.reshape((n, 3, self.num_heads, hd))?, cos, sin, spans)?
         };
-        let x = (x + self.proj.forward(&o.to_dtype(x.dtype())?)?)?;
+        let x = (x + self.attn.proj.forward(&o.to_dtype(x.dtype())?)?)?;
         let h = self.norm2.forward(&x)?;
-        let h = self.fc2.forward(&ops::quick_gelu(&self.fc1.forward(&h)?)?)?;
+        let h = self.mlp.fc2.forward(&ops::quick_gelu(&self.mlp.fc1.forward(&h)?)?)?;
         x + h
     }
 
-    /// Inference: [`crate::vision_attention`] on qkv and the rotary tables (float32, read in place).
+    /// Inference: [`crate::kernels::vision_attention`] on qkv and the rotary tables (float32, read in place).
     fn fused_attention(
         &self,
         qkv: &Tensor,
@@ -87,10 +115,10 @@ impl VisionBlock {
         let f32_contiguous = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
         let (qkv, cos, sin) = (f32_contiguous(qkv)?, f32_contiguous(cos)?, f32_contiguous(sin)?);
         // Read in place: a copy of qkv cost 2-3 ms per block at the 2B shape.
-        let o = crate::dense::with_f32(&qkv, |qkv| {
-            crate::dense::with_f32(&cos, |cos| {
-                crate::dense::with_f32(&sin, |sin| {
-                    crate::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans)
+        let o = crate::kernels::dense::with_f32(&qkv, |qkv| {
+            crate::kernels::dense::with_f32(&cos, |cos| {
+                crate::kernels::dense::with_f32(&sin, |sin| {
+                    crate::kernels::vision_attention::attention(qkv, self.num_heads, hd, cos, sin, spans)
                 })
             })
         })
@@ -154,55 +182,81 @@ impl VisionBlock {
 pub struct VisionTower {
     patch_embed: Tensor, // [E, 1176]: the Conv3d kernel flattened, since stride == kernel size
     blocks: Vec<VisionBlock>,
-    ln_q: LayerNorm,
-    mlp0: Linear,
-    mlp2: Linear,
+    merger: PatchMerger,
     pub cfg: VisionConfig,
     /// When set, training forwards recompute each block in the backward pass.
     pub recompute: Option<std::sync::Arc<crate::recompute::SideGrads>>,
 }
 
 impl VisionTower {
-    pub fn load(p: &Recorder, cfg: &VisionConfig) -> Result<Self> {
+    pub fn load(p: Params, cfg: &VisionConfig) -> Result<Self> {
         let e = cfg.embed_dim;
-        let pe = p.get(
-            "visual.patch_embed.proj.weight",
-            &[e, cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size],
-        )?;
+        let v = p.pp("visual");
+        let pe = v.get("patch_embed.proj.weight", &Self::patch_embed_shape(cfg))?;
         let patch_embed = pe.reshape((e, cfg.patch_dim()))?;
         let mut blocks = Vec::new();
         for i in 0..cfg.depth {
-            let b = format!("visual.blocks.{i}");
+            let b = v.pp("blocks").pp(i);
+            let (attn, mlp) = (b.pp("attn"), b.pp("mlp"));
             blocks.push(VisionBlock {
-                norm1: LayerNorm::load(p, &format!("{b}.norm1"), e)?,
-                norm2: LayerNorm::load(p, &format!("{b}.norm2"), e)?,
-                qkv: p.linear(&format!("{b}.attn.qkv"), 3 * e, e, true)?,
-                proj: p.linear(&format!("{b}.attn.proj"), e, e, true)?,
-                fc1: p.linear(&format!("{b}.mlp.fc1"), cfg.mlp_hidden(), e, true)?,
-                fc2: p.linear(&format!("{b}.mlp.fc2"), e, cfg.mlp_hidden(), true)?,
+                norm1: LayerNorm::load(b.pp("norm1").params(), e)?,
+                norm2: LayerNorm::load(b.pp("norm2").params(), e)?,
+                attn: VisionAttention {
+                    qkv: attn.pp("qkv").linear(3 * e, e, true)?,
+                    proj: attn.pp("proj").linear(e, e, true)?,
+                },
+                mlp: VisionMlp {
+                    fc1: mlp.pp("fc1").linear(cfg.mlp_hidden(), e, true)?,
+                    fc2: mlp.pp("fc2").linear(e, cfg.mlp_hidden(), true)?,
+                },
                 num_heads: cfg.num_heads,
                 score_bytes: SCORE_BYTES,
             });
         }
         let m = cfg.spatial_merge_size * cfg.spatial_merge_size * e;
+        let merger = v.pp("merger");
         Ok(VisionTower {
             patch_embed,
             blocks,
-            ln_q: LayerNorm::load(p, "visual.merger.ln_q", e)?,
-            mlp0: p.linear("visual.merger.mlp.0", m, m, true)?,
-            mlp2: p.linear("visual.merger.mlp.2", cfg.hidden_size, m, true)?,
+            merger: PatchMerger {
+                ln_q: LayerNorm::load(merger.pp("ln_q").params(), e)?,
+                mlp_0: merger.pp("mlp.0").linear(m, m, true)?,
+                mlp_2: merger.pp("mlp.2").linear(cfg.hidden_size, m, true)?,
+            },
             cfg: cfg.clone(),
             recompute: None,
         })
+    }
+
+    /// The Conv3d kernel's checkpoint shape [E, C, T, P, P].
+    fn patch_embed_shape(cfg: &VisionConfig) -> [usize; 5] {
+        [cfg.embed_dim, cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size]
+    }
+
+    /// Appends the tower's checkpoint tensors, walking the modules in load order.
+    pub fn push_params(&self, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        let pe = self.patch_embed.reshape(&Self::patch_embed_shape(&self.cfg)[..])?;
+        out.push(("visual.patch_embed.proj.weight".into(), pe));
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.norm1.push_params(&format!("visual.blocks.{i}.norm1"), out);
+            b.norm2.push_params(&format!("visual.blocks.{i}.norm2"), out);
+            for lin in b.linears() {
+                lin.push_params(out)?;
+            }
+        }
+        self.merger.ln_q.push_params("visual.merger.ln_q", out);
+        self.merger.mlp_0.push_params(out)?;
+        self.merger.mlp_2.push_params(out)?;
+        Ok(())
     }
 
     /// Every linear layer, for in-place preparation (e.g. transposed inference weights).
     pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
         let mut v: Vec<&mut Linear> = Vec::new();
         for b in &mut self.blocks {
-            v.extend([&mut b.qkv, &mut b.proj, &mut b.fc1, &mut b.fc2]);
+            v.extend([&mut b.attn.qkv, &mut b.attn.proj, &mut b.mlp.fc1, &mut b.mlp.fc2]);
         }
-        v.extend([&mut self.mlp0, &mut self.mlp2]);
+        v.extend([&mut self.merger.mlp_0, &mut self.merger.mlp_2]);
         v
     }
 
@@ -229,22 +283,22 @@ impl VisionTower {
                 Some(side) => {
                     let (blk, cos, sin, spans) = (b.clone(), cos.clone(), sin.clone(), spans.clone());
                     let f = std::sync::Arc::new(move |x: &Tensor| blk.forward(x, &cos, &sin, &spans));
-                    crate::recompute::checkpointed(&x, b.params(), side, f)?
+                    crate::recompute::checkpointed(&x, b.tensors(), side, f)?
                 }
                 None => b.forward(&x, &cos, &sin, &spans)?,
             };
         }
         let m = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size * self.cfg.embed_dim;
-        let h = self.ln_q.forward(&x)?.reshape(((), m))?;
-        let h = self.mlp0.forward(&h)?.gelu_erf()?;
-        self.mlp2.forward(&h)
+        let h = self.merger.ln_q.forward(&x)?.reshape(((), m))?;
+        let h = self.merger.mlp_0.forward(&h)?.gelu_erf()?;
+        self.merger.mlp_2.forward(&h)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::{RandomParams, Recorder};
+    use crate::params::{Params, RandomParams};
     use candle_core::Device;
 
     /// The inference kernel and the differentiable composition (with heads grouped or one at a
@@ -263,7 +317,7 @@ mod tests {
             temporal_patch_size: 2,
         };
         let src = RandomParams::new(DType::F32, Device::Cpu, 0.1, 3);
-        let mut tower = VisionTower::load(&Recorder::new(&src), &cfg).unwrap();
+        let mut tower = VisionTower::load(Params::new(&src), &cfg).unwrap();
         // Two images (6x4 and 4x4 patches).
         let grids = [[1, 6, 4], [1, 4, 4]];
         let spans = [(0, 24), (24, 16)];

@@ -140,7 +140,7 @@ fn activation_gradients() {
 fn linear_gradients() {
     use candle_core::Module;
     check("linear", &[randn(&[2, 3, 6], 12), randn(&[5, 6], 13), randn(&[5], 14)], |x| {
-        ops::Linear::new(x[1].clone(), Some(x[2].clone())).forward(&x[0])
+        vlm::linear::Linear::new(x[1].clone(), Some(x[2].clone())).forward(&x[0])
     });
 }
 
@@ -151,19 +151,19 @@ fn frozen_linear_gives_input_gradient_only() {
     let b = randn(&[5], 16);
     let (w2, b2) = (w.clone(), b.clone());
     check("frozen linear", &[randn(&[2, 3, 6], 17)], move |x| {
-        ops::Linear::new(w2.clone(), Some(b2.clone())).forward(&x[0])
+        vlm::linear::Linear::new(w2.clone(), Some(b2.clone())).forward(&x[0])
     });
     // The same with the weight stored transposed for inference (as Checkpoint::open does).
     let (w3, b3) = (w.clone(), randn(&[5], 16));
     check("frozen transposed linear", &[randn(&[2, 3, 6], 19)], move |x| {
-        let mut l = ops::Linear::new(w3.clone(), Some(b3.clone()));
-        l.transpose_for_inference()?;
-        assert!(l.transposed);
+        let mut l = vlm::linear::Linear::new(w3.clone(), Some(b3.clone()));
+        l.prepare_dense_f32()?;
+        assert!(l.kernel.transposed());
         l.forward(&x[0])
     });
     // The frozen weight gets no gradient stored at all.
     let x = Var::from_tensor(&randn(&[4, 6], 18)).unwrap();
-    let y = ops::Linear::new(w.clone(), Some(b)).forward(x.as_tensor()).unwrap();
+    let y = vlm::linear::Linear::new(w.clone(), Some(b)).forward(x.as_tensor()).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert!(g.get(&w).is_none(), "a frozen weight must not receive a gradient");
     assert!(g.get(x.as_tensor()).is_some());

@@ -12,7 +12,7 @@
 //!
 //! The training path does not come here: it needs gradients (see `vision::VisionBlock`).
 
-use crate::dense::{self, View};
+use crate::kernels::dense::{self, View};
 use rayon::prelude::*;
 
 /// Largest score block computed at once, in bytes: well inside one core's L2.
@@ -94,7 +94,7 @@ fn head_attention(
         dense::matmul(sc, len, View::rows(&q[r0 * hd..], rows, hd), View::rows(&kt, hd, len), false, 1);
         // The softmax's division is applied to the [rows, hd] product rather than the
         // [rows, len] probabilities: one pass over the scores fewer.
-        crate::fastmath::exp_rows_in_place(sc, len, &mut sums[..rows]);
+        crate::kernels::fastmath::exp_rows_in_place(sc, len, &mut sums[..rows]);
         let o = &mut out[r0 * hd..(r0 + rows) * hd];
         dense::matmul(o, hd, View::rows(sc, rows, len), View::rows(&v, len, hd), false, 1);
         for (orow, s) in o.chunks_exact_mut(hd).zip(&sums) {

@@ -1,29 +1,19 @@
 //! Inference-time fusion of linear layers that read the same input — the decoder's q, k and v
 //! projections, and its gate and up projections: one product over the weights concatenated along
 //! the output axis instead of two or three, so the input is packed for gemm once and one output
-//! buffer is written. The parts keep working (as views into the fused weight, so nothing is
-//! stored twice): the training path and the checkpoint's parameter list still see each layer
-//! under its own name.
+//! buffer is written. The parts keep working as views into the fused weight (nothing is stored
+//! twice), so the training path and the checkpoint's parameter list still see each layer under
+//! its own name.
 
-use crate::ops::Linear;
+use crate::linear::{Linear, LinearKernel};
 use candle_core::{DType, Result, Tensor};
 
-/// A fused layer and the [out, in] (weight) and [out] (bias) views of each part, by checkpoint
-/// name, for the model's parameter list.
-pub struct Fused {
-    pub linear: Linear,
-    pub views: Vec<(String, Tensor)>,
-}
-
-/// Concatenates `parts` (all stored [in, out] in float32, untracked, without LoRA, all with or
-/// all without bias) into one layer; each part's weight and bias become views into it. None, and
-/// nothing changed, when the parts do not qualify.
-pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Fused>> {
+/// Concatenates `parts` (all [`LinearKernel::DenseF32`], without LoRA, all with or all without
+/// bias) into one layer; each part's weight and bias become views into it. None, and nothing
+/// changed, when the parts do not qualify.
+pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Linear>> {
     let qualifies = |l: &Linear| {
-        l.transposed
-            && l.weight.dtype() == DType::F32
-            && l.weight.is_contiguous()
-            && !l.weight.track_op()
+        matches!(&l.kernel, LinearKernel::DenseF32(w) if w.is_contiguous())
             && l.lora.is_none()
             && l.bias.as_ref().is_none_or(|b| b.dtype() == DType::F32 && !b.track_op())
     };
@@ -31,12 +21,11 @@ pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Fused>> {
         return Ok(None);
     }
     let with_bias = parts[0].bias.is_some();
-    if parts.iter().any(|l| l.bias.is_some() != with_bias)
-        || parts.iter().any(|l| l.weight.dim(0).ok() != parts[0].weight.dim(0).ok())
-    {
+    let in_dims: Vec<usize> = parts.iter().map(|l| l.dims().map(|d| d.1)).collect::<Result<_>>()?;
+    if parts.iter().any(|l| l.bias.is_some() != with_bias) || in_dims.iter().any(|&d| d != in_dims[0]) {
         return Ok(None);
     }
-    let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+    let weights: Vec<&Tensor> = parts.iter().map(|l| l.kernel.stored()).collect();
     let weight = Tensor::cat(&weights, 1)?;
     let bias = if with_bias {
         let bs: Vec<&Tensor> = parts.iter().map(|l| l.bias.as_ref().unwrap()).collect();
@@ -44,24 +33,18 @@ pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Fused>> {
     } else {
         None
     };
-    let mut views = Vec::new();
     let mut names = Vec::new();
     let mut off = 0;
     for l in parts.iter_mut() {
-        let n = l.weight.dim(1)?;
-        l.weight = weight.narrow(1, off, n)?;
-        views.push((l.name.clone(), l.weight.t()?));
+        let n = l.out_dim()?;
+        l.kernel = LinearKernel::DenseF32(weight.narrow(1, off, n)?);
         if let Some(b) = &bias {
             l.bias = Some(b.narrow(0, off, n)?);
-            let module = l.name.strip_suffix(".weight").unwrap_or(&l.name);
-            views.push((format!("{module}.bias"), l.bias.clone().unwrap()));
         }
         names.push(l.name.clone());
         off += n;
     }
-    let mut linear = Linear::named(weight, bias, names.join("+"));
-    linear.transposed = true;
-    Ok(Some(Fused { linear, views }))
+    Ok(Some(Linear { kernel: LinearKernel::DenseF32(weight), bias, name: names.join("+"), lora: None }))
 }
 
 /// Whether a fused layer may stand in for its parts on this input: no gradient is wanted and no
@@ -84,15 +67,15 @@ mod tests {
                 .sin()
                 .unwrap();
             let b = (Tensor::arange(0f32, out as f32, &dev).unwrap() * seed).unwrap().cos().unwrap();
-            let mut l = Linear::named(w, Some(b), format!("{name}.weight"));
-            l.transpose_for_inference().unwrap();
+            let mut l = Linear::named(w, Some(b), name);
+            l.prepare_dense_f32().unwrap();
             l
         };
         let (mut q, mut k) = (mk(5, "q", 0.3), mk(3, "k", 0.7));
         let x = Tensor::randn(0f32, 1.0, (11, 6), &dev).unwrap();
         let (yq, yk) = (q.forward(&x).unwrap(), k.forward(&x).unwrap());
         let f = fuse(&mut [&mut q, &mut k]).unwrap().unwrap();
-        let y = f.linear.forward(&x).unwrap();
+        let y = f.forward(&x).unwrap();
         let close = |a: &Tensor, b: &Tensor| {
             (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5
         };
@@ -101,11 +84,15 @@ mod tests {
         // The parts, now views into the fused weight, compute what they did.
         assert!(close(&q.forward(&x).unwrap(), &yq));
         assert!(close(&k.forward(&x).unwrap(), &yk));
-        let names: Vec<&str> = f.views.iter().map(|(n, _)| n.as_str()).collect();
+        // Their checkpoint tensors keep their names and [out, in] shapes.
+        let mut params = Vec::new();
+        q.push_params(&mut params).unwrap();
+        k.push_params(&mut params).unwrap();
+        let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["q.weight", "q.bias", "k.weight", "k.bias"]);
-        assert_eq!(f.views[2].1.dims(), &[3, 6]);
+        assert_eq!(params[2].1.dims(), &[3, 6]);
         // A layer with a LoRA adapter, or one stored [out, in], is not fused.
-        let mut plain = Linear::named(Tensor::ones((4, 6), DType::F32, &dev).unwrap(), None, "p.weight".into());
+        let mut plain = Linear::named(Tensor::ones((4, 6), DType::F32, &dev).unwrap(), None, "p");
         let mut other = mk(2, "o", 0.1);
         other.bias = None;
         assert!(fuse(&mut [&mut plain, &mut other]).unwrap().is_none());

@@ -3,7 +3,7 @@
 //! bit-identical to what transformers sees. Other JPEG decoders differ by one grey level here and
 //! there, which moves the logits of a sensitive model by 1e-3.
 
-use crate::error::{Result, VlmError};
+use crate::error::{ImageError, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
 
 pub fn is_jpeg(bytes: &[u8]) -> bool {
@@ -39,9 +39,9 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<DynamicImage> {
     });
     match r {
         Ok(Ok(Some(img))) => Ok(img),
-        Ok(Ok(None)) => Err(VlmError::input(format!("{what}: CMYK JPEG is not supported by the libjpeg path"))),
-        Ok(Err(e)) => Err(VlmError::input(format!("{what}: cannot decode JPEG: {e}"))),
-        Err(_) => Err(VlmError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
+        Ok(Ok(None)) => Err(ImageError::input(format!("{what}: CMYK JPEG is not supported by the libjpeg path"))),
+        Ok(Err(e)) => Err(ImageError::input(format!("{what}: cannot decode JPEG: {e}"))),
+        Err(_) => Err(ImageError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
     }
 }
 
@@ -97,7 +97,7 @@ pub fn decode_components(bytes: &[u8], what: &str) -> Result<(usize, usize, usiz
     });
     match r {
         Ok(Ok(x)) => Ok(x),
-        Ok(Err(e)) => Err(VlmError::input(format!("{what}: cannot decode JPEG: {e}"))),
-        Err(_) => Err(VlmError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
+        Ok(Err(e)) => Err(ImageError::input(format!("{what}: cannot decode JPEG: {e}"))),
+        Err(_) => Err(ImageError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
     }
 }
