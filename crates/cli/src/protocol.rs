@@ -6,10 +6,10 @@ use clap::Args;
 use data::phantoms::{self, PhantomConfig};
 use data::prompts::PromptVariant;
 use eval::report::Axis;
+use experiments::protocol::{run_protocol, ProtocolEvent, ProtocolOptions, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use rl::config::TrainConfig;
 use rl::optim::Schedule;
-use rl::protocol::{run_protocol, ProtocolEvent, ProtocolOptions, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -66,7 +66,7 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
         phantoms::generate(&ph, &PhantomConfig { per_cell: 10, size: 112, seed: 0, fixed_options: true }, &|_, _| {})?;
         let mut init = out.join("model-init");
         if !init.join("model.safetensors").exists() {
-            rl::demo::make_tiny_checkpoint(&init, 0)?;
+            experiments::demo::make_tiny_checkpoint(&init, 0)?;
         }
         let small = TrainConfig { prompt: PromptVariant::NoThink, max_pixels: 12544, sample_every: 0, ..base };
         // The stand-in for an instruction-tuned base model: 80 SFT updates on 160 questions drawn
@@ -153,15 +153,10 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
             }
             eprintln!("== {d}: training on {n} questions");
         }
-        ProtocolEvent::Step(v) => {
-            let b = pb.get_or_insert_with(|| {
-                ProgressBar::new(v["total_steps"].as_u64().unwrap_or(0)).with_style(style.clone())
-            });
-            b.set_position(v["step"].as_u64().unwrap_or(0));
-            b.set_message(match v.get("reward").and_then(|r| r.as_f64()) {
-                Some(r) => format!("train reward {r:.2}"),
-                None => format!("train loss {:.3}", v["loss"].as_f64().unwrap_or(0.0)),
-            });
+        ProtocolEvent::Step(m) => {
+            let b = pb.get_or_insert_with(|| ProgressBar::new(m.total_steps as u64).with_style(style.clone()));
+            b.set_position(m.step as u64);
+            b.set_message(m.progress_message());
         }
         ProtocolEvent::Eval(_, p) => {
             let b = pb.get_or_insert_with(|| ProgressBar::new(p.total as u64).with_style(style.clone()));

@@ -3,11 +3,11 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use data::prompts::PromptVariant;
+use experiments::demo::{self, DemoEvent, DemoOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use rl::config::TrainConfig;
-use rl::demo::{self, DemoEvent, DemoOptions};
+use rl::metrics::StepMetrics;
 use rl::optim::Schedule;
-use serde_json::Value;
 use std::path::PathBuf;
 use vlm::Checkpoint;
 
@@ -148,25 +148,20 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     let ck = Checkpoint::open(&cfg.model, crate::ask::parse_dtype(&a.dtype)?)?;
     std::fs::create_dir_all(&cfg.out)?;
     std::fs::write(cfg.out.join("train_config.toml"), cfg.to_toml())?;
-    let total =
-        if cfg.max_steps > 0 { cfg.max_steps } else { (cfg.epochs * records.len()).div_ceil(cfg.prompts_per_step) };
+    let total = rl::trainer::total_steps(&cfg, records.len());
     let pb = bar(total as u64, if sft { "sft" } else { "grpo" });
-    let mut on = |v: &Value| {
-        pb.set_position(v["step"].as_u64().unwrap_or(0));
-        if let Some(r) = v.get("reward").and_then(Value::as_f64) {
-            pb.set_message(format!("grpo reward {r:.2} acc {:.2}", v["accuracy"].as_f64().unwrap_or(0.0)));
-        } else if let Some(l) = v.get("loss").and_then(Value::as_f64) {
-            pb.set_message(format!("sft loss {l:.3}"));
-        }
-        if let Some(s) = v.get("sample") {
-            pb.println(format!("step {} sample (gold {}): {}", v["step"], s["gold"], s["completion"]));
+    let mut on = |m: &StepMetrics| {
+        pb.set_position(m.step as u64);
+        pb.set_message(m.progress_message());
+        if let Some(s) = m.grpo.as_ref().and_then(|g| g.sample.as_ref()) {
+            pb.println(format!("step {} sample (gold {}): {:?}", m.step, s.gold, s.completion));
         }
         true
     };
     let state = if sft {
         rl::trainer::train_sft(ck, &records, &cfg, a.resume, &mut on)?
     } else {
-        rl::trainer::train_grpo(ck, &records, &cfg, a.resume, &mut on)?
+        rl::trainer::train_grpo(ck, &records, &cfg, &cfg.rewards(), a.resume, &mut on)?
     };
     pb.finish_and_clear();
     println!(
@@ -239,17 +234,10 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             }
             eprintln!("== {p}");
         }
-        DemoEvent::Step(kind, v) => {
-            let b = pb.get_or_insert_with(|| bar(v["total_steps"].as_u64().unwrap_or(0), kind));
-            b.set_position(v["step"].as_u64().unwrap_or(0));
-            match kind {
-                "grpo" => b.set_message(format!(
-                    "grpo reward {:.2} sampled acc {:.2}",
-                    v["reward"].as_f64().unwrap_or(0.0),
-                    v["accuracy"].as_f64().unwrap_or(0.0)
-                )),
-                _ => b.set_message(format!("sft loss {:.3}", v["loss"].as_f64().unwrap_or(0.0))),
-            }
+        DemoEvent::Step(kind, m) => {
+            let b = pb.get_or_insert_with(|| bar(m.total_steps as u64, kind));
+            b.set_position(m.step as u64);
+            b.set_message(m.progress_message());
         }
         DemoEvent::Eval(name, s) => {
             if let Some(b) = pb.take() {
@@ -281,7 +269,7 @@ pub struct PlotArgs {
 }
 
 pub fn plot(a: PlotArgs) -> Result<()> {
-    rl::plot::plot(&a.metrics, &a.out)?;
+    experiments::plot::plot(&a.metrics, &a.out)?;
     println!("{}", a.out.display());
     Ok(())
 }
@@ -372,26 +360,34 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
     };
     let ck = Checkpoint::open(&a.model, candle_core::DType::F32)?;
     let mut lines = Vec::new();
-    rl::trainer::train_grpo(ck, &records, &cfg, false, &mut |v: &Value| {
-        lines.push(v.clone());
+    rl::trainer::train_grpo(ck, &records, &cfg, &cfg.rewards(), false, &mut |m: &StepMetrics| {
+        lines.push(m.clone());
         true
     })?;
     let _ = std::fs::remove_dir_all(&dir);
-    let rest = &lines[1.min(lines.len())..];
-    let avg = |k: &str| rest.iter().filter_map(|v| v[k].as_f64()).sum::<f64>() / rest.len().max(1) as f64;
+    let rest: Vec<&rl::metrics::GrpoMetrics> =
+        lines[1.min(lines.len())..].iter().filter_map(|m| m.grpo.as_ref()).collect();
+    let n = rest.len().max(1) as f64;
+    let avg = |f: fn(&rl::metrics::GrpoMetrics) -> f64| rest.iter().map(|g| f(g)).sum::<f64>() / n;
+    let step_seconds = lines[1.min(lines.len())..].iter().map(|m| m.step_seconds).sum::<f64>() / n;
+    let (rollout, scoring) = (avg(|g| g.rollout_seconds), avg(|g| g.scoring_seconds));
+    let (fb, optimizer) = (avg(|g| g.forward_backward_seconds), avg(|g| g.optimizer_seconds));
     let out = serde_json::json!({
         "steps": lines.len(), "completions_per_step": a.num_generations * a.prompts_per_step,
-        "step_seconds": avg("step_seconds"), "rollout_seconds": avg("rollout_seconds"), "scoring_seconds": avg("scoring_seconds"),
-        "forward_backward_seconds": avg("forward_backward_seconds"), "optimizer_seconds": avg("optimizer_seconds"),
-        "rollout_tokens_per_second": avg("tokens_per_second"),
-        "completion_length": rest.iter().filter_map(|v| v["completion_length"]["mean"].as_f64()).sum::<f64>() / rest.len().max(1) as f64,
-        "first_step_seconds": lines.first().and_then(|v| v["step_seconds"].as_f64()),
+        "step_seconds": step_seconds, "rollout_seconds": rollout, "scoring_seconds": scoring,
+        "forward_backward_seconds": fb, "optimizer_seconds": optimizer,
+        "rollout_tokens_per_second": avg(|g| g.tokens_per_second),
+        "completion_length": avg(|g| g.completion_length.mean),
+        "first_step_seconds": lines.first().map(|m| m.step_seconds),
     });
     if a.json {
         println!("{out}");
     } else {
-        println!("GRPO update, mean of {} (after the first): {:.3} s = rollout {:.3} s + reference scoring {:.3} s + forward/backward {:.3} s + optimizer {:.3} s (+ data and rewards)",
-            rest.len(), avg("step_seconds"), avg("rollout_seconds"), avg("scoring_seconds"), avg("forward_backward_seconds"), avg("optimizer_seconds"));
+        println!(
+            "GRPO update, mean of {} (after the first): {step_seconds:.3} s = rollout {rollout:.3} s + reference \
+             scoring {scoring:.3} s + forward/backward {fb:.3} s + optimizer {optimizer:.3} s (+ data and rewards)",
+            rest.len()
+        );
     }
     Ok(())
 }

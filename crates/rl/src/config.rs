@@ -159,6 +159,19 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Med-R1's rewards for this run's prompt format, with the configured weights: accuracy
+    /// (`accuracy_weight`) and format (`format_weight`). Add your own [`crate::rewards::Reward`]s
+    /// to the returned set before passing it to [`crate::trainer::train_grpo`].
+    pub fn rewards(&self) -> crate::rewards::RewardSet {
+        use crate::rewards::{Accuracy, Format, RewardSet};
+        RewardSet {
+            rewards: vec![
+                (Box::new(Accuracy), self.accuracy_weight),
+                (Box::new(Format::new(self.prompt)), self.format_weight),
+            ],
+        }
+    }
+
     /// The LoRA settings when LoRA is on.
     pub fn lora(&self) -> Option<crate::lora::LoraSettings> {
         (self.lora_r > 0).then(|| crate::lora::LoraSettings {

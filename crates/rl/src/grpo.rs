@@ -62,7 +62,38 @@ pub fn micro_batches(rows: usize, micro: usize) -> Vec<Vec<usize>> {
     (0..rows).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect()
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
+/// One micro-batch: its rows of the whole batch, their sub-batch and their completion masks.
+pub struct MicroBatch {
+    pub rows: Vec<usize>,
+    pub batch: vlm::model::Batch,
+    pub masks: Vec<Vec<u32>>,
+}
+
+/// The micro-batches of `batch`: each chunk of [`micro_batches`]'s rows as its own sub-batch
+/// (with its rows' images), or the whole batch when it is one chunk.
+pub fn split_batch(
+    batch: &vlm::model::Batch,
+    masks: &[Vec<u32>],
+    micro: usize,
+    cfg: &vlm::Qwen2VlConfig,
+) -> Result<Vec<MicroBatch>> {
+    let rows = batch.rows();
+    micro_batches(rows, micro)
+        .into_iter()
+        .map(|c| {
+            let b = if c.len() == rows {
+                batch.clone()
+            } else {
+                batch.select_rows(&c, cfg.image_token_id, cfg.vision.spatial_merge_size)?
+            };
+            let masks = c.iter().map(|&r| masks[r].clone()).collect();
+            Ok(MicroBatch { rows: c, batch: b, masks })
+        })
+        .collect()
+}
+
+/// A scalar tensor's value in float64.
+pub fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
@@ -91,21 +122,14 @@ pub fn update(
     // tokens), and backpropagated on its own; gradients add up to the whole batch's, so
     // accumulation only saves memory, it changes no result.
     let rows = rollout.batch.rows();
-    let chunks = micro_batches(rows, cfg.micro_batch_size);
-    let pcfg = &policy.cfg;
-    let parts: Vec<(vlm::model::Batch, Vec<Vec<u32>>, Tensor)> = chunks
-        .iter()
-        .map(|c| {
-            let b = if c.len() == rows {
-                rollout.batch.clone()
-            } else {
-                rollout.batch.select_rows(c, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?
-            };
-            let m: Vec<Vec<u32>> = c.iter().map(|&r| cmask[r].clone()).collect();
-            let a = Tensor::from_vec(c.iter().map(|&r| advantages[r]).collect::<Vec<f32>>(), c.len(), &dev)?;
-            Ok((b, m, a))
-        })
-        .collect::<Result<_>>()?;
+    let parts: Vec<(vlm::model::Batch, Vec<Vec<u32>>, Tensor)> =
+        split_batch(&rollout.batch, &cmask, cfg.micro_batch_size, &policy.cfg)?
+            .into_iter()
+            .map(|MicroBatch { rows: c, batch: b, masks: m }| {
+                let a = Tensor::from_vec(c.iter().map(|&r| advantages[r]).collect::<Vec<f32>>(), c.len(), &dev)?;
+                Ok((b, m, a))
+            })
+            .collect::<Result<_>>()?;
     let total_tokens: f64 = cmask.iter().map(|m| m.iter().map(|&x| x as f64).sum::<f64>()).sum();
     let t_score = std::time::Instant::now();
     let mut ref_lp = Vec::new();

@@ -9,14 +9,12 @@
 
 pub mod advantages;
 pub mod config;
-pub mod demo;
 pub mod grpo;
 pub mod lora;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
-pub mod plot;
 pub mod policy;
-pub mod protocol;
 pub mod rewards;
 pub mod rollout;
 pub mod save;

@@ -85,8 +85,16 @@ pub struct RewardSet {
 }
 
 impl RewardSet {
+    /// Med-R1's set: accuracy + format, weight 1 each (`TrainConfig::rewards` applies the
+    /// configured weights).
     pub fn med_r1(variant: PromptVariant) -> RewardSet {
         RewardSet { rewards: vec![(Box::new(Accuracy), 1.0), (Box::new(Format::new(variant)), 1.0)] }
+    }
+
+    /// Adds a reward function with its weight.
+    pub fn with(mut self, reward: impl Reward + 'static, weight: f32) -> RewardSet {
+        self.rewards.push((Box::new(reward), weight));
+        self
     }
 
     /// Per-function scores and the weighted total.

@@ -5,9 +5,10 @@ use crate::advantages::{advantages, zero_std_groups};
 use crate::config::TrainConfig;
 use crate::grpo::{update, UpdateConfig};
 use crate::loss::LossConfig;
+use crate::metrics::{mean, GrpoMetrics, Length, Sample, Spread, StepMetrics};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::policy::Policy;
-use crate::rewards::{Accuracy, Format, RewardSet};
+use crate::rewards::RewardSet;
 use crate::rollout::{append_completions, rollout, RolloutConfig};
 use crate::save::{load_state, save_model, save_state, TrainerState};
 use crate::stream::next_prompts;
@@ -15,7 +16,6 @@ use anyhow::{Context, Result};
 use candle_core::DType;
 use data::prompts::PromptVariant;
 use data::Record;
-use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -24,9 +24,10 @@ use vlm::Checkpoint;
 
 /// Called after every update with its metrics line (for progress bars and sample printing);
 /// returning false stops training there, with a checkpoint and trainer state to `--resume` from.
-pub type OnStep<'a> = &'a mut dyn FnMut(&Value) -> bool;
+pub type OnStep<'a> = &'a mut dyn FnMut(&StepMetrics) -> bool;
 
-fn total_steps(cfg: &TrainConfig, n: usize) -> usize {
+/// Updates in a run over `n` records: `max_steps`, or `epochs` passes of `prompts_per_step`.
+pub fn total_steps(cfg: &TrainConfig, n: usize) -> usize {
     if cfg.max_steps > 0 {
         cfg.max_steps
     } else {
@@ -38,17 +39,13 @@ fn resize(cfg: &TrainConfig) -> Option<(u32, u32)> {
     (cfg.image_resize.len() == 2).then(|| (cfg.image_resize[0], cfg.image_resize[1]))
 }
 
-fn mean(x: &[f32]) -> f64 {
-    x.iter().map(|&v| v as f64).sum::<f64>() / x.len().max(1) as f64
-}
-
-fn append_line(path: &Path, v: &Value) -> Result<()> {
+fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?;
-    writeln!(f, "{v}")?;
+    writeln!(f, "{}", m.to_json_line()).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
 
@@ -180,7 +177,7 @@ impl Run {
     }
 
     /// After an update: log its line, report it, save periodically. False: stop here.
-    fn after_step(&self, cfg: &TrainConfig, line: &Value, on_step: OnStep) -> Result<bool> {
+    fn after_step(&self, cfg: &TrainConfig, line: &StepMetrics, on_step: OnStep) -> Result<bool> {
         append_line(&self.out.join("metrics.jsonl"), line)?;
         if !on_step(line) {
             return Ok(false);
@@ -200,11 +197,13 @@ impl Run {
     }
 }
 
-/// GRPO on `records`. Writes `out/metrics.jsonl`, the checkpoint and trainer state in `out`.
+/// GRPO on `records`, rewarded by `rewards` (Med-R1's: [`TrainConfig::rewards`]). Writes
+/// `out/metrics.jsonl`, the checkpoint and trainer state in `out`.
 pub fn train_grpo(
     ck: Checkpoint,
     records: &[Record],
     cfg: &TrainConfig,
+    rewards: &RewardSet,
     resume: bool,
     on_step: OnStep,
 ) -> Result<TrainerState> {
@@ -221,12 +220,6 @@ pub fn train_grpo(
             drop(model);
             Some(run.policy.base_model()?)
         }
-    };
-    let rewards = RewardSet {
-        rewards: vec![
-            (Box::new(Accuracy), cfg.accuracy_weight),
-            (Box::new(Format::new(cfg.prompt)), cfg.format_weight),
-        ],
     };
     let names = rewards.names();
     let rcfg = RolloutConfig {
@@ -283,28 +276,47 @@ pub fn train_grpo(
         let lens: Vec<f32> = ro.completion_ids.iter().map(|c| c.len() as f32).collect();
         let gen_tokens: usize = ro.completion_ids.iter().map(Vec::len).sum();
         let step_s = t0.elapsed().as_secs_f64();
-        let adv_mean = mean(&adv);
-        let adv_std =
-            (adv.iter().map(|a| (*a as f64 - adv_mean).powi(2)).sum::<f64>() / adv.len().max(1) as f64).sqrt();
-        let mut line = json!({
-            "step": run.state.step, "total_steps": total, "lr": lr, "loss": stats.loss,
-            "reward": mean(&totals),
-            "rewards": names.iter().zip(&per_fn).map(|(n, v)| (n.clone(), json!(mean(v)))).collect::<serde_json::Map<_, _>>(),
-            "accuracy": mean(&per_fn[0]), "format_rate": mean(&per_fn[1]),
-            "advantage": {"mean": adv_mean, "std": adv_std, "min": adv.iter().cloned().fold(f32::INFINITY, f32::min), "max": adv.iter().cloned().fold(f32::NEG_INFINITY, f32::max)},
-            "kl": stats.kl, "clip_low": stats.clip_low_mean, "clip_high": stats.clip_high_mean, "clip_region": stats.clip_region_mean,
-            "entropy": stats.entropy,
-            "completion_length": {"mean": mean(&lens), "max": lens.iter().cloned().fold(0.0, f32::max)},
-            "truncated_fraction": ro.truncated.iter().filter(|&&t| t).count() as f64 / ro.truncated.len().max(1) as f64,
-            "zero_std_fraction": zero.iter().filter(|&&z| z).count() as f64 / zero.len().max(1) as f64,
-            "grad_norm": stats.grad_norm, "step_seconds": step_s, "rollout_seconds": gen_s, "update_seconds": upd_s,
-            "scoring_seconds": stats.scoring_seconds, "forward_backward_seconds": stats.forward_backward_seconds, "optimizer_seconds": stats.optimizer_seconds,
-            "tokens_per_second": gen_tokens as f64 / gen_s.max(1e-9),
-            "skipped_records": run.state.skipped_records,
+        let reward_means: std::collections::BTreeMap<String, f64> =
+            names.iter().zip(&per_fn).map(|(n, v)| (n.clone(), mean(v))).collect();
+        let fraction = |flags: &[bool]| flags.iter().filter(|&&t| t).count() as f64 / flags.len().max(1) as f64;
+        let sample = (cfg.sample_every > 0 && run.state.step.is_multiple_of(cfg.sample_every)).then(|| Sample {
+            record: records[batch[0].0].id.clone(),
+            gold: records[batch[0].0].gold_letter().to_string(),
+            completion: ro.texts[0].clone(),
+            reward: totals[0],
         });
-        if cfg.sample_every > 0 && run.state.step.is_multiple_of(cfg.sample_every) {
-            line["sample"] = json!({"record": records[batch[0].0].id, "gold": records[batch[0].0].gold_letter().to_string(), "completion": ro.texts[0], "reward": totals[0]});
-        }
+        let line = StepMetrics {
+            step: run.state.step,
+            total_steps: total,
+            lr,
+            loss: stats.loss,
+            grad_norm: stats.grad_norm,
+            step_seconds: step_s,
+            skipped_records: run.state.skipped_records,
+            tokens: None,
+            grpo: Some(GrpoMetrics {
+                reward: mean(&totals),
+                accuracy: reward_means.get("accuracy").copied(),
+                format_rate: reward_means.get("format").copied(),
+                rewards: reward_means,
+                advantage: Spread::of(&adv),
+                kl: stats.kl,
+                clip_low: stats.clip_low_mean,
+                clip_high: stats.clip_high_mean,
+                clip_region: stats.clip_region_mean,
+                entropy: stats.entropy,
+                completion_length: Length { mean: mean(&lens), max: lens.iter().cloned().fold(0.0, f32::max) },
+                truncated_fraction: fraction(&ro.truncated),
+                zero_std_fraction: fraction(&zero),
+                rollout_seconds: gen_s,
+                update_seconds: upd_s,
+                scoring_seconds: stats.scoring_seconds,
+                forward_backward_seconds: stats.forward_backward_seconds,
+                optimizer_seconds: stats.optimizer_seconds,
+                tokens_per_second: gen_tokens as f64 / gen_s.max(1e-9),
+                sample,
+            }),
+        };
         if !run.after_step(cfg, &line, on_step)? {
             break;
         }
@@ -354,19 +366,11 @@ pub fn train_sft(
         // Mean cross-entropy over all answer tokens of the update; micro-batches each add their
         // share (their summed NLL over the whole update's token count).
         let n_tok: f64 = cmask.iter().map(|m| m.iter().map(|&x| x as f64).sum::<f64>()).sum();
-        let pcfg = &run.policy.cfg;
         let mut acc = None;
         let mut loss = 0.0;
-        for (k, rows) in crate::grpo::micro_batches(scoring.rows(), cfg.micro_batch_size).into_iter().enumerate() {
+        let parts = crate::grpo::split_batch(&scoring, &cmask, cfg.micro_batch_size, &run.policy.cfg)?;
+        for (k, crate::grpo::MicroBatch { batch: b, masks: m, .. }) in parts.into_iter().enumerate() {
             run.policy.set_dropout_seed(run.opt.step, k);
-            let (b, m) = if rows.len() == scoring.rows() {
-                (scoring.clone(), cmask.clone())
-            } else {
-                (
-                    scoring.select_rows(&rows, pcfg.image_token_id, pcfg.vision.spatial_merge_size)?,
-                    rows.iter().map(|&r| cmask[r].clone()).collect(),
-                )
-            };
             let lp = completion_logprobs(&run.policy.model, &b, &m)?;
             let part = (lp.nll()? / n_tok.max(1.0))?;
             loss += part.to_scalar::<f32>()? as f64;
@@ -377,10 +381,17 @@ pub fn train_sft(
         let lr = run.lr(cfg);
         run.opt.step(&grads, lr)?;
         run.state.step += 1;
-        let line = json!({
-            "step": run.state.step, "total_steps": total, "lr": lr, "loss": loss, "grad_norm": norm,
-            "tokens": n_tok, "step_seconds": t0.elapsed().as_secs_f64(), "skipped_records": run.state.skipped_records,
-        });
+        let line = StepMetrics {
+            step: run.state.step,
+            total_steps: total,
+            lr,
+            loss,
+            grad_norm: norm,
+            step_seconds: t0.elapsed().as_secs_f64(),
+            skipped_records: run.state.skipped_records,
+            tokens: Some(n_tok),
+            grpo: None,
+        };
         if !run.after_step(cfg, &line, on_step)? {
             break;
         }

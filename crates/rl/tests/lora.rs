@@ -8,7 +8,6 @@ mod common;
 use candle_core::{DType, Tensor};
 use rl::config::TrainConfig;
 use rl::policy::Policy;
-use rl::trainer::{train_grpo, train_sft};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use vlm::Checkpoint;
@@ -98,17 +97,8 @@ fn trains_adapters_only_resumes_exactly_and_merges() {
     let recs = common::records(data.path());
     for sft in [false, true] {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let run = |c: &TrainConfig, resume: bool, stop_at: usize| {
-            let mut on = |v: &Value| v["step"].as_u64().unwrap() < stop_at as u64;
-            if sft {
-                train_sft(ck(), &recs, c, resume, &mut on).unwrap()
-            } else {
-                train_grpo(ck(), &recs, c, resume, &mut on).unwrap()
-            }
-        };
-        assert_eq!(run(&cfg(a.path()), false, 99).step, 4);
-        assert_eq!(run(&cfg(b.path()), false, 2).step, 2);
-        assert_eq!(run(&cfg(b.path()), true, 99).step, 4);
+        let (_, resumed) = common::straight_and_resumed(sft, &recs, cfg, a.path(), b.path());
+        assert_eq!(resumed.step, 4);
         let (wa, wb) = (adapter_weights(a.path()), adapter_weights(b.path()));
         assert_eq!(wa, wb, "a resumed LoRA run differs from a straight one (sft={sft})");
         // PEFT's names and config; the B matrices moved off zero.

@@ -7,8 +7,8 @@ mod common;
 
 use candle_core::DType;
 use rl::config::TrainConfig;
+use rl::metrics::StepMetrics;
 use rl::trainer::{train_grpo, train_sft};
-use serde_json::Value;
 use std::path::Path;
 use vlm::Checkpoint;
 
@@ -28,19 +28,7 @@ fn an_interrupted_and_resumed_run_ends_with_identical_weights() {
     let recs = records(data.path());
     for sft in [false, true] {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let run = |c: &TrainConfig, resume: bool, stop_at: usize| {
-            let mut on = |v: &Value| v["step"].as_u64().unwrap() < stop_at as u64;
-            if sft {
-                train_sft(ck(), &recs, c, resume, &mut on).unwrap()
-            } else {
-                train_grpo(ck(), &recs, c, resume, &mut on).unwrap()
-            }
-        };
-        let straight = run(&cfg(a.path()), false, 99);
-        assert_eq!(straight.step, 4);
-        let first = run(&cfg(b.path()), false, 2); // "killed" after 2 updates
-        assert_eq!(first.step, 2);
-        let second = run(&cfg(b.path()), true, 99);
+        let (straight, second) = common::straight_and_resumed(sft, &recs, cfg, a.path(), b.path());
         assert_eq!((second.step, second.cursor), (straight.step, straight.cursor));
         let (wa, wb) = (weights(a.path()), weights(b.path()));
         assert_eq!(wa.len(), wb.len());
@@ -73,8 +61,8 @@ fn a_bad_record_mid_run_is_skipped_and_counted() {
     c.epochs = 1; // 40 records, 2 per update: 20 updates, two records short
     c.num_iterations = 1;
     let mut seen = Vec::new();
-    let state = train_grpo(ck(), &recs, &c, false, &mut |v: &Value| {
-        seen.push(v["skipped_records"].as_u64().unwrap());
+    let state = train_grpo(ck(), &recs, &c, &c.rewards(), false, &mut |m: &StepMetrics| {
+        seen.push(m.skipped_records);
         true
     })
     .unwrap();
@@ -84,9 +72,10 @@ fn a_bad_record_mid_run_is_skipped_and_counted() {
     // Every update still had its full complement of prompts: 2 x G completions each.
     let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
     for line in metrics.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        assert!(v["completion_length"]["mean"].as_f64().unwrap() > 0.0);
-        assert!(v["reward"].is_number() && v["grad_norm"].is_number());
+        let m: StepMetrics = serde_json::from_str(line).unwrap();
+        let g = m.grpo.expect("a GRPO line");
+        assert!(g.completion_length.mean > 0.0);
+        assert!(g.reward.is_finite() && m.grad_norm.is_finite());
     }
 }
 
@@ -97,18 +86,51 @@ fn sft_micro_batches_give_the_whole_batch_loss_and_gradient() {
     let metrics = |micro: usize| {
         let out = tempfile::tempdir().unwrap();
         let c = TrainConfig { micro_batch_size: micro, prompts_per_step: 3, max_steps: 2, ..cfg(out.path()) };
-        train_sft(ck(), &recs, &c, false, &mut |_: &Value| true).unwrap();
-        std::fs::read_to_string(out.path().join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .collect::<Vec<_>>()
+        train_sft(ck(), &recs, &c, false, &mut |_: &StepMetrics| true).unwrap();
+        rl::metrics::read_jsonl(&out.path().join("metrics.jsonl")).unwrap()
     };
     let (whole, parts) = (metrics(0), metrics(1));
+    assert_eq!((whole.len(), parts.len()), (2, 2));
     for (a, b) in whole.iter().zip(&parts) {
-        for k in ["loss", "grad_norm"] {
-            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
-            assert!((x - y).abs() / x.abs() < 1e-4, "step {}: {k} {x} vs {y} with micro-batches of 1", a["step"]);
+        for (k, x, y) in [("loss", a.loss, b.loss), ("grad_norm", a.grad_norm, b.grad_norm)] {
+            assert!((x - y).abs() / x.abs() < 1e-4, "step {}: {k} {x} vs {y} with micro-batches of 1", a.step);
         }
+    }
+}
+
+/// A reward a user writes: 1 for a completion of at most 8 characters.
+struct Brevity;
+
+impl rl::rewards::Reward for Brevity {
+    fn name(&self) -> &str {
+        "brevity"
+    }
+    fn score(&self, completion: &str, _gold: char) -> f32 {
+        (completion.chars().count() <= 8) as u8 as f32
+    }
+}
+
+#[test]
+fn a_user_defined_reward_is_scored_weighted_and_logged_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let recs = records(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let c = TrainConfig { max_steps: 2, ..cfg(out.path()) };
+    let rewards = c.rewards().with(Brevity, 0.5);
+    let mut lines = Vec::new();
+    train_grpo(ck(), &recs, &c, &rewards, false, &mut |m: &StepMetrics| {
+        lines.push(m.clone());
+        true
+    })
+    .unwrap();
+    assert_eq!(lines, rl::metrics::read_jsonl(&out.path().join("metrics.jsonl")).unwrap());
+    for m in &lines {
+        let g = m.grpo.as_ref().unwrap();
+        let names: Vec<&str> = g.rewards.keys().map(String::as_str).collect();
+        assert_eq!(names, ["accuracy", "brevity", "format"]);
+        // The total is the weighted sum of the per-function means (weights 1, 0.5, 1).
+        let want = g.rewards["accuracy"] + 0.5 * g.rewards["brevity"] + g.rewards["format"];
+        assert!((g.reward - want).abs() < 1e-9, "reward {} vs {want}", g.reward);
+        assert_eq!((g.accuracy, g.format_rate), (Some(g.rewards["accuracy"]), Some(g.rewards["format"])));
     }
 }

@@ -1,8 +1,10 @@
 //! `config.json` in both layouts Qwen2-VL checkpoints ship:
+//!
 //! - legacy (Qwen2-VL-2B-Instruct, Med-R1): text keys at the top level, `rope_scaling.mrope_section`,
 //!   `vision_config.in_chans`;
 //! - transformers >= 5: text keys nested under `text_config`, `rope_parameters` with `mrope_section`
 //!   and `rope_theta`, `vision_config.in_channels`.
+//!
 //! Both are read into one [`Qwen2VlConfig`]; every missing or malformed key is an error naming the
 //! file and the key.
 
@@ -212,7 +214,7 @@ impl Qwen2VlConfig {
             spatial_merge_size: r.usize(vs, "spatial_merge_size").unwrap_or(2),
             temporal_patch_size: r.usize(vs, "temporal_patch_size").unwrap_or(2),
         };
-        if vision.num_heads == 0 || vision.embed_dim % vision.num_heads != 0 {
+        if vision.num_heads == 0 || !vision.embed_dim.is_multiple_of(vision.num_heads) {
             return Err(r.err(
                 "vision_config.num_heads",
                 format!("embed_dim {} is not divisible by {} heads", vision.embed_dim, vision.num_heads),
@@ -312,7 +314,10 @@ impl Default for PreprocessorConfig {
             patch_size: 14,
             temporal_patch_size: 2,
             merge_size: 2,
+            // OpenAI CLIP's constants as the processor's config writes them (float32 rounds them).
+            #[allow(clippy::excessive_precision)]
             image_mean: [0.48145466, 0.4578275, 0.40821073],
+            #[allow(clippy::excessive_precision)]
             image_std: [0.26862954, 0.26130258, 0.27577711],
             rescale_factor: 1.0 / 255.0,
             do_resize: true,

@@ -174,7 +174,7 @@ impl Processor {
             let mut ids = vec![self.pad_token_id; pad];
             ids.extend_from_slice(r);
             let mut m = vec![0u32; pad];
-            m.extend(std::iter::repeat(1).take(r.len()));
+            m.extend(std::iter::repeat_n(1, r.len()));
             input_ids.push(ids);
             attention_mask.push(m);
             if completions.is_some() {

@@ -99,6 +99,7 @@ pub fn inv_freq(dim: usize, theta: f64) -> Vec<f32> {
 
 /// cos and sin of shape [B, L, head_dim / 2] for M-RoPE: channel pair j reads the temporal, height or
 /// width position according to `mrope_section` (the second half of the full table repeats the first).
+#[allow(clippy::needless_range_loop)] // three position axes indexed together
 pub fn mrope_cos_sin(
     position_ids: &[Vec<Vec<i64>>],
     head_dim: usize,
@@ -110,7 +111,7 @@ pub fn mrope_cos_sin(
     let half = head_dim / 2;
     let mut axis_of = Vec::with_capacity(half);
     for (a, &n) in mrope_section.iter().enumerate() {
-        axis_of.extend(std::iter::repeat(a).take(n));
+        axis_of.extend(std::iter::repeat_n(a, n));
     }
     let b = position_ids[0].len();
     let l = position_ids[0].first().map_or(0, |r| r.len());

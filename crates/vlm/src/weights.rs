@@ -1,7 +1,9 @@
 //! Safetensors weights from a checkpoint directory: `model.safetensors` or the shards listed in
 //! `model.safetensors.index.json`, memory-mapped, in either tensor-name layout:
+//!
 //! - legacy (Qwen2-VL-2B-Instruct, Med-R1): `model.*` (decoder), `visual.*`, `lm_head.weight`;
 //! - transformers >= 5: `model.language_model.*`, `model.visual.*`, `lm_head.weight`.
+//!
 //! Names are handled in the legacy layout internally ("canonical" names); [`NameLayout`] maps them
 //! back for saving so a checkpoint is written as it was read.
 

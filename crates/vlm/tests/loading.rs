@@ -266,6 +266,6 @@ fn bad_images_and_prompts_are_clear_errors() {
     let small = Checkpoint::open(&dir, DType::F32).unwrap();
     let (json, _) = load_case("single_image");
     let req = CaseRequest::from_json(&json, Path::new("x")).unwrap();
-    let msg = run_case(&small, &req, &fixtures().join("images"), false).err().expect("too long").to_string();
+    let msg = run_case(&small, &req, &fixtures().join("images"), false).expect_err("too long").to_string();
     assert!(msg.contains("context") && msg.contains("40"), "{msg}");
 }

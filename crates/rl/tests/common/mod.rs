@@ -53,3 +53,35 @@ pub fn saved_tensors(file: &Path) -> Vec<(String, Vec<f32>)> {
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
 }
+
+/// Trains with `c` (SFT, or GRPO with Med-R1's rewards), stopping after update `stop_at`.
+pub fn train_until(
+    sft: bool,
+    recs: &[Record],
+    c: &TrainConfig,
+    resume: bool,
+    stop_at: usize,
+) -> rl::save::TrainerState {
+    let mut on = |m: &rl::metrics::StepMetrics| m.step < stop_at;
+    if sft {
+        rl::trainer::train_sft(ck(), recs, c, resume, &mut on).unwrap()
+    } else {
+        rl::trainer::train_grpo(ck(), recs, c, &c.rewards(), resume, &mut on).unwrap()
+    }
+}
+
+/// The stop/resume harness: a straight 4-update run into `a`, and into `b` a run "killed" after 2
+/// updates then resumed to the end. Returns both final states.
+pub fn straight_and_resumed(
+    sft: bool,
+    recs: &[Record],
+    cfg: impl Fn(&Path) -> TrainConfig,
+    a: &Path,
+    b: &Path,
+) -> (rl::save::TrainerState, rl::save::TrainerState) {
+    let straight = train_until(sft, recs, &cfg(a), false, 99);
+    assert_eq!(straight.step, 4);
+    assert_eq!(train_until(sft, recs, &cfg(b), false, 2).step, 2);
+    let resumed = train_until(sft, recs, &cfg(b), true, 99);
+    (straight, resumed)
+}

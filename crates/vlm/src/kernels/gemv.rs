@@ -13,7 +13,7 @@ pub const MAX_ROWS: usize = 8;
 
 /// `w` is [n, k] row-major, `xs` is [m, k] row-major with m <= MAX_ROWS; returns [m, n].
 pub fn gemv(w: &[f32], n: usize, k: usize, xs: &[f32], m: usize) -> Vec<f32> {
-    assert!(m >= 1 && m <= MAX_ROWS && w.len() == n * k && xs.len() == m * k);
+    assert!((1..=MAX_ROWS).contains(&m) && w.len() == n * k && xs.len() == m * k);
     // [n, m] first so each task writes one contiguous block.
     let mut out_nm = vec![0f32; n * m];
     const CHUNK: usize = 64;
@@ -61,7 +61,7 @@ const NB: usize = 16384;
 /// returns [m, n]. Each thread takes a contiguous band of weight rows (one unbroken stream of
 /// memory), accumulates its partial [m, n] product in cache, and the partials are summed.
 pub fn gemv_t(wt: &[f32], k: usize, n: usize, xs: &[f32], m: usize) -> Vec<f32> {
-    assert!(m >= 1 && m <= MAX_ROWS && wt.len() == n * k && xs.len() == m * k);
+    assert!((1..=MAX_ROWS).contains(&m) && wt.len() == n * k && xs.len() == m * k);
     let bands = rayon::current_num_threads().clamp(1, k.max(1));
     let per = k.div_ceil(bands);
     let partials: Vec<Vec<f32>> = (0..bands)
@@ -182,7 +182,7 @@ unsafe fn axpy_block_avx2(
 /// float32. Weights are widened to float32 in registers (exact: bf16 is float32's top half), so
 /// decoding reads half the bytes of float32 weights.
 pub fn gemv_bf16(w: &[half::bf16], n: usize, k: usize, xs: &[f32], m: usize) -> Vec<f32> {
-    assert!(m >= 1 && m <= MAX_ROWS && w.len() == n * k && xs.len() == m * k);
+    assert!((1..=MAX_ROWS).contains(&m) && w.len() == n * k && xs.len() == m * k);
     let mut out_nm = vec![0f32; n * m];
     const CHUNK: usize = 64;
     out_nm.par_chunks_mut(CHUNK * m).enumerate().for_each(|(c, block)| {

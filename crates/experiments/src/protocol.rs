@@ -10,8 +10,6 @@
 //! Rerunning into the same folder continues: finished trainings are kept, an interrupted one
 //! resumes from its trainer state, evaluations skip answered questions.
 
-use crate::config::TrainConfig;
-use crate::trainer::{train_grpo, train_sft};
 use anyhow::{bail, Result};
 use candle_core::DType;
 use data::split::{self, DomainSplit};
@@ -19,7 +17,9 @@ use data::Record;
 use eval::backend::local::Local;
 use eval::report::{self, Axis, ReportOptions};
 use eval::run::{run, Progress, RunOptions};
-use serde_json::Value;
+use rl::config::TrainConfig;
+use rl::metrics::StepMetrics;
+use rl::trainer::{train_grpo, train_sft};
 use std::path::{Path, PathBuf};
 use vlm::Checkpoint;
 
@@ -49,7 +49,7 @@ pub struct ProtocolOptions {
 pub enum ProtocolEvent<'a> {
     /// A domain's training starts (domain, number of training records).
     Train(&'a str, usize),
-    Step(&'a Value),
+    Step(&'a StepMetrics),
     /// A domain's model is evaluated.
     Eval(&'a str, &'a Progress),
     Row(&'a str, &'a eval::Summary),
@@ -76,7 +76,7 @@ fn folder_name(domain: &str) -> String {
 
 /// Whether `dir` holds a finished training of `total` updates.
 fn finished(dir: &Path) -> Option<bool> {
-    let state = crate::save::load_state(dir).ok()?.0;
+    let state = rl::save::load_state(dir).ok()?.0;
     Some(state.step >= state.total_steps)
 }
 
@@ -90,8 +90,7 @@ pub fn run_protocol(
     // Every model is tested on the same questions: each domain's test part, capped by an even
     // spread over it (its records are in file order, grouped by the other axis, so its first N
     // would all share one question type or modality).
-    let test: Vec<Record> =
-        parts.iter().flat_map(|p| spread(&p.test, o.test_limit).into_iter().map(|r| r.clone())).collect();
+    let test: Vec<Record> = parts.iter().flat_map(|p| spread(&p.test, o.test_limit).into_iter().cloned()).collect();
     let wanted: Vec<String> = o
         .domains
         .iter()
@@ -117,12 +116,12 @@ pub fn run_protocol(
                 std::fs::create_dir_all(&train_dir)?;
                 std::fs::write(train_dir.join("train_config.toml"), cfg.to_toml())?;
                 let ck = Checkpoint::open(&o.train.model, DType::F32)?;
-                let mut cb = |v: &Value| {
-                    on(ProtocolEvent::Step(v));
+                let mut cb = |m: &StepMetrics| {
+                    on(ProtocolEvent::Step(m));
                     true
                 };
                 match o.trainer {
-                    Trainer::Grpo => train_grpo(ck, &train, &cfg, state.is_some(), &mut cb)?,
+                    Trainer::Grpo => train_grpo(ck, &train, &cfg, &cfg.rewards(), state.is_some(), &mut cb)?,
                     Trainer::Sft => train_sft(ck, &train, &cfg, state.is_some(), &mut cb)?,
                 };
             }
@@ -130,7 +129,7 @@ pub fn run_protocol(
         // A LoRA run saves an adapter: test the base with it folded in.
         let model_dir = if cfg.lora().is_some() {
             let merged = train_dir.join("merged");
-            crate::lora::merge_checkpoint(&o.train.model, &train_dir, &merged)?;
+            rl::lora::merge_checkpoint(&o.train.model, &train_dir, &merged)?;
             merged
         } else {
             train_dir.clone()

@@ -5,32 +5,28 @@
 use anyhow::{Context, Result};
 use data::contact_sheet::draw_text;
 use image::{Rgb, RgbImage};
-use serde_json::Value;
+use rl::metrics::StepMetrics;
 use std::path::Path;
 
-/// (title, metric path) for each panel; a path is keys joined by '.'.
-pub const PANELS: [(&str, &str); 4] = [
-    ("reward (mean)", "reward"),
-    ("accuracy (sampled)", "accuracy"),
-    ("KL to reference", "kl"),
-    ("completion length (mean)", "completion_length.mean"),
-];
+/// A panel's title and the value it plots from a metrics line (None: no point).
+type Panel = (&'static str, fn(&StepMetrics) -> Option<f64>);
 
-fn get(v: &Value, path: &str) -> Option<f64> {
-    path.split('.').try_fold(v, |v, k| v.get(k))?.as_f64()
-}
+/// The four panels. SFT logs have no reward: their loss is shown in the first panel instead.
+pub const PANELS: [Panel; 4] = [
+    ("reward (mean)", |m| Some(m.grpo.as_ref().map_or(m.loss, |g| g.reward))),
+    ("accuracy (sampled)", |m| m.grpo.as_ref()?.accuracy),
+    ("KL to reference", |m| m.grpo.as_ref()?.kl),
+    ("completion length (mean)", |m| Some(m.grpo.as_ref()?.completion_length.mean)),
+];
 
 /// Reads the series: (step, value) per panel.
 pub fn series(metrics: &str) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new(); PANELS.len()];
     for line in metrics.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-        let Some(step) = v.get("step").and_then(Value::as_f64) else { continue };
-        for (i, (_, key)) in PANELS.iter().enumerate() {
-            // SFT logs have no reward: show their loss in the first panel instead.
-            let key = if i == 0 && v.get("reward").is_none() { "loss" } else { key };
-            if let Some(y) = get(&v, key) {
-                out[i].push((step, y));
+        let Ok(m) = serde_json::from_str::<StepMetrics>(line) else { continue };
+        for (i, (_, value)) in PANELS.iter().enumerate() {
+            if let Some(y) = value(&m) {
+                out[i].push((m.step as f64, y));
             }
         }
     }

@@ -4,11 +4,6 @@
 //! SFT on a small labelled slice so it answers in the format, then run GRPO on the training split
 //! and evaluate on held-out questions before and after.
 
-use crate::config::TrainConfig;
-use crate::loss::LossType;
-use crate::optim::Schedule;
-use crate::save::save_model;
-use crate::trainer::{train_grpo, train_sft, OnStep};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use data::phantoms::{self, PhantomConfig};
@@ -16,6 +11,12 @@ use data::prompts::PromptVariant;
 use data::{split, Record};
 use eval::backend::local::Local;
 use eval::Summary;
+use rl::config::TrainConfig;
+use rl::loss::LossType;
+use rl::metrics::StepMetrics;
+use rl::optim::Schedule;
+use rl::save::save_model;
+use rl::trainer::{train_grpo, train_sft, OnStep};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -108,7 +109,7 @@ fn summary_json(s: &Summary) -> Value {
 pub fn warm_start_slice(train: &[Record], n: usize, seed: u64) -> Vec<Record> {
     let mut cells: std::collections::BTreeMap<(Option<data::Modality>, Option<data::QuestionType>), Vec<usize>> =
         Default::default();
-    for i in crate::stream::epoch_order(train.len(), seed, 0) {
+    for i in rl::stream::epoch_order(train.len(), seed, 0) {
         cells.entry((train[i].modality, train[i].question_type)).or_default().push(i);
     }
     let mut out = Vec::with_capacity(n.min(train.len()));
@@ -129,8 +130,25 @@ pub fn warm_start_slice(train: &[Record], n: usize, seed: u64) -> Vec<Record> {
 /// Progress events for the command line.
 pub enum DemoEvent<'a> {
     Phase(&'a str),
-    Step(&'a str, &'a Value),
+    /// A training phase ("sft" or "grpo") finished an update.
+    Step(&'a str, &'a StepMetrics),
     Eval(&'a str, &'a Summary),
+}
+
+/// Trains `cfg.model` into `cfg.out` with SFT or (`kind` "grpo") GRPO with Med-R1's rewards,
+/// reporting every update.
+fn train_phase(kind: &str, records: &[Record], cfg: &TrainConfig, on: &mut dyn FnMut(DemoEvent)) -> Result<()> {
+    let ck = Checkpoint::open(&cfg.model, DType::F32)?;
+    let mut cb = |m: &StepMetrics| {
+        on(DemoEvent::Step(kind, m));
+        true
+    };
+    if kind == "grpo" {
+        train_grpo(ck, records, cfg, &cfg.rewards(), false, &mut cb as OnStep)?;
+    } else {
+        train_sft(ck, records, cfg, false, &mut cb as OnStep)?;
+    }
+    Ok(())
 }
 
 pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
@@ -167,13 +185,7 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
         seed: o.seed,
         ..TrainConfig::default()
     };
-    {
-        let mut cb = |v: &Value| {
-            on(DemoEvent::Step("sft", v));
-            true
-        };
-        train_sft(Checkpoint::open(&init, DType::F32)?, &slice, &sft_cfg, false, &mut cb as OnStep)?;
-    }
+    train_phase("sft", &slice, &sft_cfg, on)?;
     let warm = Checkpoint::open(&sft_dir, DType::F32)?;
     on(DemoEvent::Phase("evaluating the warm start"));
     let before = held_out(&warm, &test, o.prompt);
@@ -199,13 +211,7 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
         sample_every: 25,
         ..TrainConfig::default()
     };
-    {
-        let mut cb = |v: &Value| {
-            on(DemoEvent::Step("grpo", v));
-            true
-        };
-        train_grpo(Checkpoint::open(&sft_dir, DType::F32)?, &train, &grpo_cfg, false, &mut cb as OnStep)?;
-    }
+    train_phase("grpo", &train, &grpo_cfg, on)?;
     let trained = Checkpoint::open(&grpo_dir, DType::F32)?;
     on(DemoEvent::Phase("evaluating after GRPO"));
     let after = held_out(&trained, &test, o.prompt);
