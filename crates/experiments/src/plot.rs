@@ -5,28 +5,50 @@
 use anyhow::{Context, Result};
 use data::contact_sheet::draw_text;
 use image::{Rgb, RgbImage};
-use rl::metrics::StepMetrics;
+use serde::Deserialize;
 use std::path::Path;
 
+/// The fields of a `metrics.jsonl` line ([`rl::metrics::StepMetrics`]) the panels read, each
+/// optional so that SFT lines, older runs and hand-written files plot what they have.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Point {
+    pub step: f64,
+    pub loss: Option<f64>,
+    pub reward: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub kl: Option<f64>,
+    pub completion_length: Option<Mean>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Mean {
+    pub mean: f64,
+}
+
 /// A panel's title and the value it plots from a metrics line (None: no point).
-type Panel = (&'static str, fn(&StepMetrics) -> Option<f64>);
+type Panel = (&'static str, fn(&Point) -> Option<f64>);
 
 /// The four panels. SFT logs have no reward: their loss is shown in the first panel instead.
 pub const PANELS: [Panel; 4] = [
-    ("reward (mean)", |m| Some(m.grpo.as_ref().map_or(m.loss, |g| g.reward))),
-    ("accuracy (sampled)", |m| m.grpo.as_ref()?.accuracy),
-    ("KL to reference", |m| m.grpo.as_ref()?.kl),
-    ("completion length (mean)", |m| Some(m.grpo.as_ref()?.completion_length.mean)),
+    ("reward (mean)", |p| p.reward.or(p.loss)),
+    ("accuracy (sampled)", |p| p.accuracy),
+    ("KL to reference", |p| p.kl),
+    ("completion length (mean)", |p| p.completion_length.as_ref().map(|c| c.mean)),
 ];
 
-/// Reads the series: (step, value) per panel.
+/// Reads the series: (step, value) per panel; lines without a step are skipped.
 pub fn series(metrics: &str) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new(); PANELS.len()];
     for line in metrics.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(m) = serde_json::from_str::<StepMetrics>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v.get("step").is_none() {
+            continue;
+        }
+        let Ok(p) = serde_json::from_value::<Point>(v) else { continue };
         for (i, (_, value)) in PANELS.iter().enumerate() {
-            if let Some(y) = value(&m) {
-                out[i].push((m.step as f64, y));
+            if let Some(y) = value(&p) {
+                out[i].push((p.step, y));
             }
         }
     }
