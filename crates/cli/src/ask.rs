@@ -1,12 +1,12 @@
 //! `medr1 ask`: one image, one question, one answer.
 
 use anyhow::{bail, Context, Result};
-use candle_core::DType;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use vlm::generate::{generate, GenerateOptions, Sampling};
+use vlm::precision::Precision;
 use vlm::Checkpoint;
 
 #[derive(Args)]
@@ -40,8 +40,8 @@ pub struct AskArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Weights' compute precision: f32 (reference) or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
     /// Keep special tokens (e.g. <|im_end|>) in the printed text.
     #[arg(long)]
     pub keep_special_tokens: bool,
@@ -50,17 +50,9 @@ pub struct AskArgs {
     pub json: bool,
 }
 
-pub fn parse_dtype(s: &str) -> Result<DType> {
-    match s {
-        "f32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        _ => bail!("--dtype must be f32 or bf16, got `{s}`"),
-    }
-}
-
 pub fn run(a: AskArgs) -> Result<()> {
     let t0 = Instant::now();
-    let ck = Checkpoint::open(&a.model, parse_dtype(&a.dtype)?)?;
+    let ck = Checkpoint::open(&a.model, a.dtype.dtype())?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut content = Vec::new();
     let mut images = Vec::new();

@@ -12,16 +12,18 @@ use vlm::generate::{generate, GenerateOptions, Sampling};
 use vlm::image_processor::{ImageProcessor, RgbImage};
 use vlm::model::Batch;
 use vlm::params::RandomParams;
+use vlm::precision::Precision;
+use vlm::shapes::Shape;
 use vlm::{PreprocessorConfig, Qwen2Vl};
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Model shape: `tiny` (the bundled test checkpoint's) or `2b` (Qwen2-VL-2B-Instruct's).
-    #[arg(long, default_value = "tiny")]
-    pub shape: String,
+    #[arg(long, value_enum, default_value_t = Shape::Tiny)]
+    pub shape: Shape,
     /// Compute precision: f32 or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
     /// Tokens to decode after the prefill.
     #[arg(long, default_value_t = 16)]
     pub new_tokens: usize,
@@ -33,15 +35,15 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-pub fn config_for(shape: &str) -> Result<Qwen2VlConfig> {
-    Ok(vlm::shapes::Shape::parse(shape)?.config()?)
+pub fn config_for(shape: Shape) -> Result<Qwen2VlConfig> {
+    Ok(shape.config()?)
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     // Must happen before candle or gemm touch the global thread pool.
     std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
-    let dtype = crate::ask::parse_dtype(&a.dtype)?;
-    let cfg = config_for(&a.shape)?;
+    let dtype = a.dtype.dtype();
+    let cfg = config_for(a.shape)?;
     let t0 = Instant::now();
     let mut model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;
@@ -125,7 +127,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!(
             "{}",
             json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
-            "shape": a.shape, "dtype": a.dtype, "new_tokens": a.new_tokens, "threads": a.threads,
+            "shape": a.shape.name(), "dtype": a.dtype.name(), "new_tokens": a.new_tokens, "threads": a.threads,
             "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f")})
         );
     } else {

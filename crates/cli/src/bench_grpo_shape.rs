@@ -32,7 +32,7 @@ pub fn peak_rss_gib() -> f64 {
 }
 
 pub struct ShapeBench {
-    pub shape: String,
+    pub shape: vlm::shapes::Shape,
     pub lora: Option<LoraSettings>,
     pub num_generations: usize,
     pub completion_length: usize,
@@ -44,7 +44,7 @@ pub struct ShapeBench {
 }
 
 pub fn run(b: &ShapeBench) -> Result<Value> {
-    let cfg = crate::bench::config_for(&b.shape)?;
+    let cfg = crate::bench::config_for(b.shape)?;
     let bf16 = b.lora.as_ref().is_some_and(|l| l.base_bf16);
     let t0 = Instant::now();
     let start =
@@ -131,7 +131,7 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
     let stats = update(&mut policy, reference.as_ref(), &mut opt, &ro, &adv, &vec![true; g], &ucfg, 1e-6)?;
     let update_s = t.elapsed().as_secs_f64();
     Ok(json!({
-        "shape": b.shape, "lora_r": b.lora.as_ref().map(|l| l.r), "frozen_base": if bf16 { "bf16" } else { "f32" },
+        "shape": b.shape.name(), "lora_r": b.lora.as_ref().map(|l| l.r), "frozen_base": if bf16 { "bf16" } else { "f32" },
         "trainable_parameters": trainable, "num_generations": g, "prompt_tokens": ids.len(), "completion_tokens": b.completion_length, "beta": b.beta, "micro_batch_size": b.micro_batch_size, "gradient_checkpointing": b.gradient_checkpointing,
         "build_seconds": build_s, "peak_gib_after_build": mem_built,
         "rollout_seconds": rollout_s, "update_seconds": update_s,

@@ -28,9 +28,7 @@ pub struct DumpArgs {
 
 pub fn run(a: DumpArgs) -> Result<()> {
     let ck = Checkpoint::open(&a.model, DType::F32)?;
-    let text = std::fs::read_to_string(&a.request).with_context(|| format!("{}: cannot read", a.request.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", a.request.display()))?;
+    let json: serde_json::Value = vlm::json::read_json(&a.request, "valid JSON")?;
     let req = CaseRequest::from_json(&json, &a.request)?;
     let out = run_case(&ck, &req, &a.image_root, a.grads)?;
     candle_core::safetensors::save(&out.into_iter().collect(), &a.out)

@@ -13,6 +13,7 @@ use eval::Summary;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
+use vlm::precision::Precision;
 use vlm::Checkpoint;
 
 /// Answers are read two ways. Med-R1's rule: the word in the first `<answer> X </answer>` must equal
@@ -39,7 +40,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Prompt variant: think, nothink, thinkafter (Med-R1's instructions) or zeroshot (the bare question).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::lenient::lenient::<PromptVariant>())]
     pub prompt: PromptVariant,
     /// Output folder: predictions.jsonl and summary.json. Rerunning into it resumes.
     #[arg(long)]
@@ -57,8 +58,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub resize: Option<(u32, u32)>,
     /// Local weights' compute precision: f32 (reference) or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
     /// The domain the model was trained on (a modality or question type), recorded in the summary
     /// so `medr1 report` can place this run in a cross-domain matrix.
     #[arg(long)]
@@ -105,9 +106,9 @@ fn progress_bar() -> ProgressBar {
 pub fn print_summary(s: &Summary) {
     println!(
         "accuracy {:.1}% on {} questions (lenient {:.1}%, format rate {:.1}%, {} failed)",
-        s.overall.accuracy, s.overall.n, s.lenient.overall.accuracy, s.format_rate, s.failed
+        s.strict.overall.accuracy, s.strict.overall.n, s.lenient.overall.accuracy, s.format_rate, s.failed
     );
-    for (title, m) in [("modality", &s.by_modality), ("question type", &s.by_question_type)] {
+    for (title, m) in [("modality", &s.strict.by.modality), ("question type", &s.strict.by.question_type)] {
         for (k, a) in m {
             println!("  {title:<13} {k:<28} {:>5.1}%  (n={})", a.accuracy, a.n);
         }
@@ -124,7 +125,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let endpoint;
     let backend: &dyn Backend = match (&a.model, &a.endpoint) {
         (Some(m), None) => {
-            ck = Checkpoint::open(m, crate::ask::parse_dtype(&a.dtype)?)?;
+            ck = Checkpoint::open(m, a.dtype.dtype())?;
             local = Local {
                 checkpoint: &ck,
                 name: m.display().to_string(),

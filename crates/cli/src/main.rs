@@ -6,6 +6,7 @@ mod bench_grpo_shape;
 mod data;
 mod dump;
 mod eval;
+mod lenient;
 mod protocol;
 mod serve;
 mod train;

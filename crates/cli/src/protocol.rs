@@ -18,8 +18,8 @@ pub struct ProtocolArgs {
     #[arg(long, default_value = "modality")]
     pub axis: Axis,
     /// How each domain's model is trained: grpo (Med-R1) or sft (the baseline).
-    #[arg(long, default_value = "grpo")]
-    pub trainer: String,
+    #[arg(long, value_enum, default_value_t = Trainer::Grpo)]
+    pub trainer: Trainer,
     /// Train only these domains, comma-separated (e.g. `CT,MRI`); all by default.
     #[arg(long)]
     pub domains: Option<String>,
@@ -46,11 +46,7 @@ pub struct ProtocolArgs {
 pub fn run(mut a: ProtocolArgs) -> Result<()> {
     let out = a.train.out.clone().unwrap_or_else(|| PathBuf::from("runs/protocol"));
     let bundled = a.train.model.is_none() && a.train.data.is_none() && a.train.config.is_none();
-    let trainer = match a.trainer.as_str() {
-        "grpo" => Trainer::Grpo,
-        "sft" => Trainer::Sft,
-        t => bail!("--trainer must be grpo or sft, got `{t}`"),
-    };
+    let trainer = a.trainer;
     let mut base = match trainer {
         Trainer::Sft => TrainConfig {
             learning_rate: 2e-5,

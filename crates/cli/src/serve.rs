@@ -1,10 +1,10 @@
 //! `medr1 serve`: the OpenAI-compatible API.
 
-use crate::ask::parse_dtype;
 use anyhow::{Context, Result};
 use clap::Args;
 use serve::ServeOptions;
 use std::path::PathBuf;
+use vlm::precision::Precision;
 use vlm::Checkpoint;
 
 #[derive(Args)]
@@ -42,12 +42,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     pub default_max_tokens: usize,
     /// Weights' compute precision: f32 (reference) or bf16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let ck = Checkpoint::open(&a.model, parse_dtype(&a.dtype)?)?;
+    let ck = Checkpoint::open(&a.model, a.dtype.dtype())?;
     let served_model = a.served_model.clone().unwrap_or_else(|| {
         std::fs::canonicalize(&a.model)
             .ok()
@@ -69,6 +69,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
         max_image_pixels: a.max_image_pixels,
         default_max_tokens: a.default_max_tokens,
     };
+    // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them
+    // (default `info`; e.g. RUST_LOG=medr1::request=off for none).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // One plain line per request, as before tracing: `POST /v1/chat/completions 200 59ms`.
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .try_init();
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {

@@ -9,6 +9,8 @@ use rl::config::TrainConfig;
 use rl::metrics::StepMetrics;
 use rl::optim::Schedule;
 use std::path::PathBuf;
+use vlm::precision::Precision;
+use vlm::shapes::Shape;
 use vlm::Checkpoint;
 
 #[derive(Args)]
@@ -35,8 +37,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub print_config: bool,
     /// Weights' storage precision for loading: f32 (training is float32 in any case).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
 }
 
 /// The demo's default question types as `--question-types` spells them.
@@ -53,8 +55,8 @@ pub struct DemoArgs {
     pub out: PathBuf,
     /// Prompt and format reward. nothink learns fastest here: the answer is a handful of tokens, so
     /// every rollout is cheap and the reward depends on the letter alone.
-    #[arg(long, default_value_t = DemoOptions::default().prompt.name().to_string())]
-    pub prompt: String,
+    #[arg(long, value_parser = crate::lenient::lenient::<PromptVariant>(), default_value_t = DemoOptions::default().prompt)]
+    pub prompt: PromptVariant,
     /// Seed of the phantoms, the train/test split, the initial weights and the sampling: another
     /// seed is another whole run.
     #[arg(long, default_value_t = DemoOptions::default().seed)]
@@ -145,7 +147,7 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
         bail!("give --model and --data (or run `medr1 demo` for the bundled main job)");
     }
     let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "training records")?;
-    let ck = Checkpoint::open(&cfg.model, crate::ask::parse_dtype(&a.dtype)?)?;
+    let ck = Checkpoint::open(&cfg.model, a.dtype.dtype())?;
     std::fs::create_dir_all(&cfg.out)?;
     std::fs::write(cfg.out.join("train_config.toml"), cfg.to_toml())?;
     let total = rl::trainer::total_steps(&cfg, records.len());
@@ -179,7 +181,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let d = DemoOptions::default();
         return demo(DemoArgs {
             out: a.out.unwrap_or(d.out),
-            prompt: d.prompt.name().into(),
+            prompt: d.prompt,
             seed: d.seed,
             per_cell: d.per_cell,
             sft_steps: d.sft_steps,
@@ -201,7 +203,7 @@ pub fn sft(a: TrainArgs) -> Result<()> {
 }
 
 pub fn demo(a: DemoArgs) -> Result<()> {
-    let prompt: PromptVariant = a.prompt.parse().map_err(anyhow::Error::msg)?;
+    let prompt = a.prompt;
     let question_types = a
         .question_types
         .split(',')
@@ -245,12 +247,12 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             }
             eprintln!(
                 "{name}: {:.1}% on {} held-out questions (format {:.0}%)",
-                s.overall.accuracy, s.overall.n, s.format_rate
+                s.strict.overall.accuracy, s.strict.overall.n, s.format_rate
             );
-            for (m, acc) in &s.by_modality {
+            for (m, acc) in &s.strict.by.modality {
                 eprintln!("  {m:<28} {:5.1}%  (n={})", acc.accuracy, acc.n);
             }
-            for (q, acc) in &s.by_question_type {
+            for (q, acc) in &s.strict.by.question_type {
                 eprintln!("  {q:<28} {:5.1}%  (n={})", acc.accuracy, acc.n);
             }
         }
@@ -296,14 +298,14 @@ pub struct BenchGrpoArgs {
     /// `2b`: instead, one GRPO step at Qwen2-VL-2B's shape with random weights (one prompt with a
     /// 392x392 image, G = --num-generations completions of --max-completion-length tokens),
     /// reporting peak memory and the time split. Use with --lora-r (full fine-tuning does not fit).
-    #[arg(long)]
-    pub shape: Option<String>,
+    #[arg(long, value_enum)]
+    pub shape: Option<Shape>,
     /// LoRA rank for --shape (0 = full fine-tuning).
     #[arg(long, default_value_t = 0)]
     pub lora_r: usize,
     /// Frozen base storage for --shape with LoRA: f32 or bf16.
-    #[arg(long, default_value = "bf16")]
-    pub lora_base_dtype: String,
+    #[arg(long, value_enum, default_value_t = Precision::Bf16)]
+    pub lora_base_dtype: Precision,
     /// KL coefficient for --shape (Med-R1: 0.04; needs the reference forward).
     #[arg(long, default_value_t = 0.04)]
     pub beta: f64,
@@ -318,17 +320,17 @@ pub struct BenchGrpoArgs {
 /// Times GRPO updates on phantom questions: rollout, scoring (reference log-probs), the policy's
 /// forward + backward, and the optimizer.
 pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
-    if let Some(shape) = &a.shape {
+    if let Some(shape) = a.shape {
         let lora = (a.lora_r > 0).then(|| rl::lora::LoraSettings {
             r: a.lora_r,
             alpha: 2.0 * a.lora_r as f64,
             dropout: 0.0,
             target_modules: TrainConfig::default().lora_target_modules,
             vision: false,
-            base_bf16: a.lora_base_dtype == "bf16",
+            base_bf16: a.lora_base_dtype == Precision::Bf16,
         });
         let b = crate::bench_grpo_shape::ShapeBench {
-            shape: shape.clone(),
+            shape,
             lora,
             num_generations: a.num_generations,
             completion_length: a.max_completion_length,

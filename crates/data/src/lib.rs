@@ -10,6 +10,7 @@
 //! - [`phantoms`]: the bundled benchmark, procedurally rendered, in OmniMedVQA's layout.
 //! - [`contact_sheet`]: a picture of sample images with their questions.
 
+pub mod by_domain;
 pub mod contact_sheet;
 pub mod dataset;
 pub mod dicom;

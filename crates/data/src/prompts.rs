@@ -88,6 +88,20 @@ impl FromStr for PromptVariant {
     }
 }
 
+/// On the command line: the four names, parsed as leniently as [`FromStr`] (`No-Think` works).
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for PromptVariant {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+    fn from_str(input: &str, _ignore_case: bool) -> Result<Self, String> {
+        input.parse()
+    }
+}
+
 impl fmt::Display for PromptVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

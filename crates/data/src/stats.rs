@@ -1,6 +1,7 @@
 //! Counts of usable records per modality, question type, data set and modality x question type,
 //! with the problems met — the `medr1 data stats` report.
 
+use crate::by_domain::ByDomain;
 use crate::dataset::Dataset;
 use crate::problems::Problem;
 use crate::record::Record;
@@ -13,10 +14,9 @@ use std::path::PathBuf;
 pub struct Stats {
     /// Usable records.
     pub records: usize,
-    /// Canonical modality name -> records.
-    pub by_modality: BTreeMap<String, usize>,
-    pub by_question_type: BTreeMap<String, usize>,
-    pub by_dataset: BTreeMap<String, usize>,
+    /// Records per canonical modality name, question type and data set.
+    #[serde(flatten)]
+    pub by: ByDomain<usize>,
     /// Records whose source does not say their modality / question type (Med-R1 split files
     /// name only one of the two); they count in `records` but in neither map above.
     pub unknown_modality: usize,
@@ -41,18 +41,12 @@ impl Stats {
         let mut s = Stats::default();
         for r in records {
             s.records += 1;
-            match r.modality {
-                Some(m) => *s.by_modality.entry(m.name().to_string()).or_default() += 1,
-                None => s.unknown_modality += 1,
-            }
-            match r.question_type {
-                Some(q) => *s.by_question_type.entry(q.name().to_string()).or_default() += 1,
-                None => s.unknown_question_type += 1,
-            }
+            s.by.update(r.modality.map(|m| m.name()), r.question_type.map(|q| q.name()), &r.dataset, |n| *n += 1);
+            s.unknown_modality += r.modality.is_none() as usize;
+            s.unknown_question_type += r.question_type.is_none() as usize;
             if let (Some(m), Some(q)) = (r.modality, r.question_type) {
                 *s.cells.entry(format!("{m} / {q}")).or_default() += 1;
             }
-            *s.by_dataset.entry(r.dataset.clone()).or_default() += 1;
             *s.by_gold_letter.entry(r.gold_letter().to_string()).or_default() += 1;
         }
         s
@@ -110,7 +104,7 @@ impl Stats {
         }
         out += "by modality:\n";
         for m in Modality::ALL {
-            if let Some(n) = self.by_modality.get(m.name()) {
+            if let Some(n) = self.by.modality.get(m.name()) {
                 out += &format!("  {:<28} {n}\n", m.name());
             }
         }
@@ -119,14 +113,14 @@ impl Stats {
         }
         out += "by question type:\n";
         for q in QuestionType::ALL {
-            if let Some(n) = self.by_question_type.get(q.name()) {
+            if let Some(n) = self.by.question_type.get(q.name()) {
                 out += &format!("  {:<28} {n}\n", q.name());
             }
         }
         if self.unknown_question_type > 0 {
             out += &format!("  {:<28} {}\n", "(not given)", self.unknown_question_type);
         }
-        out += &format!("data sets: {}\n", self.by_dataset.len());
+        out += &format!("data sets: {}\n", self.by.dataset.len());
         out += "gold letters:";
         for (l, n) in &self.by_gold_letter {
             out += &format!(" {l}={n}");

@@ -5,8 +5,10 @@
 //! - [`backend`]: answers from a local checkpoint or any OpenAI-compatible endpoint.
 //! - [`run`]: `medr1 eval` — resumable scoring into `predictions.jsonl` and `summary.json`.
 //! - [`prediction`], [`summary`]: those two files.
+//! - [`axis`]: what an experiment varies (modality or question type).
 //! - [`report`]: tables, cross-domain and difference matrices, heatmaps and bar charts.
 
+pub mod axis;
 pub mod backend;
 pub mod extract;
 pub mod prediction;

@@ -3,6 +3,7 @@
 //! so a resumed run and a straight run give the same summary.
 
 use crate::prediction::Prediction;
+use data::by_domain::ByDomain;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -29,30 +30,27 @@ impl Accuracy {
     }
 }
 
-/// Accuracy overall and broken down three ways.
+/// Accuracy overall and broken down three ways (`by_modality`, `by_question_type`,
+/// `by_dataset` in JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Breakdown {
     pub overall: Accuracy,
-    pub by_modality: BTreeMap<String, Accuracy>,
-    pub by_question_type: BTreeMap<String, Accuracy>,
-    pub by_dataset: BTreeMap<String, Accuracy>,
+    #[serde(flatten)]
+    pub by: ByDomain<Accuracy>,
 }
 
 impl Breakdown {
     fn add(&mut self, p: &Prediction, ok: bool) {
         self.overall.add(ok);
-        self.by_modality.entry(p.modality.clone()).or_default().add(ok);
-        self.by_question_type.entry(p.question_type.clone()).or_default().add(ok);
-        self.by_dataset.entry(p.dataset.clone()).or_default().add(ok);
+        self.by.update(Some(&p.modality), Some(&p.question_type), &p.dataset, |a| a.add(ok));
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    pub overall: Accuracy,
-    pub by_modality: BTreeMap<String, Accuracy>,
-    pub by_question_type: BTreeMap<String, Accuracy>,
-    pub by_dataset: BTreeMap<String, Accuracy>,
+    /// Under Med-R1's rule (the headline numbers: `overall`, `by_modality`, ... in JSON).
+    #[serde(flatten)]
+    pub strict: Breakdown,
     /// Outputs Med-R1's rule could read an answer word from, percent of scored records.
     pub format_rate: f64,
     /// The same breakdown under the lenient reading.
@@ -77,7 +75,6 @@ pub struct Summary {
 
 impl Summary {
     pub fn from_predictions(preds: &[Prediction]) -> Summary {
-        let mut strict = Breakdown::default();
         let mut s = Summary::default();
         let mut formatted = 0;
         for p in preds {
@@ -85,25 +82,22 @@ impl Summary {
                 s.failed += 1;
                 continue;
             }
-            strict.add(p, p.correct);
+            s.strict.add(p, p.correct);
             s.lenient.add(p, p.lenient_correct);
             formatted += p.extracted.is_some() as usize;
             s.tokens += p.completion_tokens;
             s.seconds += p.seconds;
         }
-        s.overall = strict.overall;
-        s.by_modality = strict.by_modality;
-        s.by_question_type = strict.by_question_type;
-        s.by_dataset = strict.by_dataset;
-        s.format_rate = if s.overall.n == 0 { 0.0 } else { 100.0 * formatted as f64 / s.overall.n as f64 };
+        let n = s.strict.overall.n;
+        s.format_rate = if n == 0 { 0.0 } else { 100.0 * formatted as f64 / n as f64 };
         s
     }
 
     /// The breakdown along `axis` ("modality" or "question_type").
-    pub fn by_axis(&self, axis: crate::report::Axis) -> &BTreeMap<String, Accuracy> {
+    pub fn by_axis(&self, axis: crate::axis::Axis) -> &BTreeMap<String, Accuracy> {
         match axis {
-            crate::report::Axis::Modality => &self.by_modality,
-            crate::report::Axis::QuestionType => &self.by_question_type,
+            crate::axis::Axis::Modality => &self.strict.by.modality,
+            crate::axis::Axis::QuestionType => &self.strict.by.question_type,
         }
     }
 }

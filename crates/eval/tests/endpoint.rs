@@ -82,7 +82,7 @@ fn endpoint_on_medr1_serve_equals_local_scoring() {
         assert_eq!(r.error, None);
         assert_eq!((&l.id, &l.output, l.completion_tokens), (&r.id, &r.output, r.completion_tokens));
     }
-    assert_eq!(got.overall, want.overall);
+    assert_eq!(got.strict.overall, want.strict.overall);
     assert_eq!(got.lenient, want.lenient);
     assert!(got.model.contains("tiny @ http://"));
 
@@ -98,7 +98,7 @@ fn endpoint_on_medr1_serve_equals_local_scoring() {
     let wrong = endpoint(format!("http://{}/v1", server.addr), "tiny", Some("nope"));
     let s = run(&wrong, &records[..2], &opts(&tmp.path().join("wrong-key")), &mut |_| {}).unwrap();
     rt.block_on(server.shutdown());
-    assert_eq!((s.failed, s.overall.n), (2, 0));
+    assert_eq!((s.failed, s.strict.overall.n), (2, 0));
     let (wp, _) = prediction::read(&tmp.path().join("wrong-key/predictions.jsonl")).unwrap();
     assert!(
         wp[0].error.as_deref().unwrap().contains("HTTP 401")
@@ -212,8 +212,8 @@ fn retries_failures_and_exact_counts_against_a_scripted_server() {
     let s = run(&be, &records, &opts(&out), &mut |_| {}).unwrap();
     // 4 of each script: Right counts under both rules, Words only leniently, FlakyThenWrong under
     // neither (after one retry), Broken fails.
-    assert_eq!((s.overall.n, s.failed), (12, 4));
-    assert_eq!((s.overall.correct, s.lenient.overall.correct), (4, 8));
+    assert_eq!((s.strict.overall.n, s.failed), (12, 4));
+    assert_eq!((s.strict.overall.correct, s.lenient.overall.correct), (4, 8));
     assert_eq!(s.format_rate, 100.0 * 8.0 / 12.0);
     assert_eq!(s.tokens, 12 * 5);
     {
@@ -234,7 +234,7 @@ fn retries_failures_and_exact_counts_against_a_scripted_server() {
     // The server is fixed; rerunning retries only the 4 failures.
     *state.broken_fixed.lock().unwrap() = true;
     let s2 = run(&be, &records, &opts(&out), &mut |_| {}).unwrap();
-    assert_eq!((s2.overall.n, s2.failed, s2.overall.correct, s2.lenient.overall.correct), (16, 0, 8, 12));
+    assert_eq!((s2.strict.overall.n, s2.failed, s2.strict.overall.correct, s2.lenient.overall.correct), (16, 0, 8, 12));
     let a = state.attempts.lock().unwrap();
     assert_eq!(a.values().sum::<usize>(), 16 + 4 + 4);
 }

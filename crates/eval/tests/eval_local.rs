@@ -41,16 +41,16 @@ fn counts_add_up_and_resume_gives_the_same_summary() {
     let backend = Local { checkpoint: &ck, name: "tiny".into(), batch_size: 4, max_new_tokens: 6 };
 
     let straight = run(&backend, &records, &opts(&tmp.path().join("straight"), None), &mut |_| {}).unwrap();
-    assert_eq!(straight.overall.n + straight.failed, records.len());
+    assert_eq!(straight.strict.overall.n + straight.failed, records.len());
     assert_eq!(straight.failed, 1);
-    for m in [&straight.by_modality, &straight.by_question_type, &straight.by_dataset] {
-        assert_eq!(m.values().map(|a| a.n).sum::<usize>(), straight.overall.n);
-        assert_eq!(m.values().map(|a| a.correct).sum::<usize>(), straight.overall.correct);
+    for m in [&straight.strict.by.modality, &straight.strict.by.question_type, &straight.strict.by.dataset] {
+        assert_eq!(m.values().map(|a| a.n).sum::<usize>(), straight.strict.overall.n);
+        assert_eq!(m.values().map(|a| a.correct).sum::<usize>(), straight.strict.overall.correct);
     }
-    assert_eq!(straight.by_modality.len(), 8);
-    assert_eq!(straight.by_question_type.len(), 5);
-    assert_eq!(straight.lenient.overall.n, straight.overall.n);
-    assert!(straight.lenient.overall.correct >= straight.overall.correct);
+    assert_eq!(straight.strict.by.modality.len(), 8);
+    assert_eq!(straight.strict.by.question_type.len(), 5);
+    assert_eq!(straight.lenient.overall.n, straight.strict.overall.n);
+    assert!(straight.lenient.overall.correct >= straight.strict.overall.correct);
     assert_eq!(straight.train_domain.as_deref(), Some("CT"));
     let (preds, torn) = prediction::read(&tmp.path().join("straight/predictions.jsonl")).unwrap();
     assert!(torn.is_empty());
@@ -69,7 +69,7 @@ fn counts_add_up_and_resume_gives_the_same_summary() {
     // Stopped after 9 records, then resumed.
     let resumed_dir = tmp.path().join("resumed");
     let partial = run(&backend, &records, &opts(&resumed_dir, Some(9)), &mut |_| {}).unwrap();
-    assert_eq!(partial.overall.n + partial.failed, 9);
+    assert_eq!(partial.strict.overall.n + partial.failed, 9);
     let mut seen = Vec::new();
     let resumed = run(&backend, &records, &opts(&resumed_dir, None), &mut |p| seen.push((p.done, p.resumed))).unwrap();
     assert_eq!(seen[0], (8, 8), "8 answered records skipped, the failed one retried");

@@ -24,11 +24,11 @@ fn eval_dir(
         train_domain: domain.map(String::from),
         ..Summary::default()
     };
-    s.by_modality.insert("CT".into(), acc(ct.0, ct.1));
-    s.by_modality.insert("MRI".into(), acc(mri.0, mri.1));
-    s.overall = acc(ct.0 + mri.0, ct.1 + mri.1);
-    s.by_question_type.insert("Modality Recognition".into(), s.overall.clone());
-    s.lenient.overall = s.overall.clone();
+    s.strict.by.modality.insert("CT".into(), acc(ct.0, ct.1));
+    s.strict.by.modality.insert("MRI".into(), acc(mri.0, mri.1));
+    s.strict.overall = acc(ct.0 + mri.0, ct.1 + mri.1);
+    s.strict.by.question_type.insert("Modality Recognition".into(), s.strict.overall.clone());
+    s.lenient.overall = s.strict.overall.clone();
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();

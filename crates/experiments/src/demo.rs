@@ -94,10 +94,10 @@ fn held_out(ck: &Checkpoint, test: &[Record], prompt: PromptVariant) -> Summary 
 
 fn summary_json(s: &Summary) -> Value {
     json!({
-        "overall": s.overall.accuracy,
-        "by_modality": s.by_modality.iter().map(|(k, v)| (k.clone(), json!(v.accuracy))).collect::<serde_json::Map<_, _>>(),
-        "by_question_type": s.by_question_type.iter().map(|(k, v)| (k.clone(), json!(v.accuracy))).collect::<serde_json::Map<_, _>>(),
-        "n": s.overall.n,
+        "overall": s.strict.overall.accuracy,
+        "by_modality": s.strict.by.modality.iter().map(|(k, v)| (k.clone(), json!(v.accuracy))).collect::<serde_json::Map<_, _>>(),
+        "by_question_type": s.strict.by.question_type.iter().map(|(k, v)| (k.clone(), json!(v.accuracy))).collect::<serde_json::Map<_, _>>(),
+        "n": s.strict.overall.n,
         "format_rate": s.format_rate,
     })
 }

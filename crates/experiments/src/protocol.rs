@@ -23,7 +23,9 @@ use rl::trainer::{train_grpo, train_sft};
 use std::path::{Path, PathBuf};
 use vlm::Checkpoint;
 
+/// How each domain's model is trained: GRPO (Med-R1) or SFT (the baseline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Trainer {
     Grpo,
     Sft,

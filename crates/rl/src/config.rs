@@ -88,7 +88,7 @@ pub struct TrainConfig {
     pub lora_vision: bool,
     /// Storage of the frozen base's linear weights under LoRA: "f32" (reference) or "bf16"
     /// (half the memory; widened one layer at a time, activations and adapters stay float32).
-    pub lora_base_dtype: String,
+    pub lora_base_dtype: vlm::precision::Precision,
 
     // Images.
     /// Upper bound of the image processor's pixel budget (Med-R1: 401408).
@@ -148,7 +148,7 @@ impl Default for TrainConfig {
                 .map(String::from)
                 .to_vec(),
             lora_vision: false,
-            lora_base_dtype: "f32".into(),
+            lora_base_dtype: vlm::precision::Precision::F32,
             max_pixels: 401_408,
             image_resize: vec![],
             seed: 42,
@@ -180,7 +180,7 @@ impl TrainConfig {
             dropout: self.lora_dropout,
             target_modules: self.lora_target_modules.clone(),
             vision: self.lora_vision,
-            base_bf16: self.lora_base_dtype == "bf16",
+            base_bf16: self.lora_base_dtype == vlm::precision::Precision::Bf16,
         })
     }
 
@@ -239,6 +239,17 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_sets_are_typed_and_unknown_values_name_the_key() {
+        let c = TrainConfig::load(None, &["lora_base_dtype=bfloat16".into()]).unwrap();
+        assert_eq!(c.lora_base_dtype, vlm::precision::Precision::Bf16);
+        for bad in ["lora_base_dtype=half", "prompt=nothinking", "loss_type=ppo", "lr_scheduler=step"] {
+            let err = format!("{:#}", TrainConfig::load(None, &[bad.into()]).unwrap_err());
+            let key = bad.split('=').next().unwrap();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn defaults_are_med_r1s_and_overrides_apply() {

@@ -2,13 +2,13 @@
 //! mu optimizer updates, each: the policy's log-probs through the one log-prob function, the loss,
 //! backward, global-norm clipping, AdamW.
 
-use crate::loss::{grpo_loss, LossConfig, LossInputs, LossType};
+use crate::loss::{grpo_loss, scalar, LossConfig, LossInputs, LossType};
 use crate::optim::{clip_grad_norm, AdamW};
 use crate::policy::Policy;
 use crate::rollout::Rollout;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use serde::Serialize;
 use vlm::logprob::completion_logprobs;
 use vlm::model::Qwen2Vl;
@@ -90,11 +90,6 @@ pub fn split_batch(
             Ok(MicroBatch { rows: c, batch: b, masks })
         })
         .collect()
-}
-
-/// A scalar tensor's value in float64.
-pub fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// Updates `policy` on `rollout` with per-completion `advantages`; `keep` says which completions

@@ -168,11 +168,8 @@ pub fn save_adapter(
 /// Reads a PEFT LoRA folder: its settings and its tensors under canonical names.
 pub fn load_adapter(dir: &Path) -> Result<(LoraSettings, HashMap<String, Tensor>)> {
     let cf = dir.join("adapter_config.json");
-    let cfg: PeftConfig = serde_json::from_str(
-        &std::fs::read_to_string(&cf)
-            .with_context(|| format!("{}: cannot read (not a LoRA adapter folder?)", cf.display()))?,
-    )
-    .with_context(|| format!("{}: not a PEFT LoRA config", cf.display()))?;
+    let cfg: PeftConfig = vlm::json::read_json(&cf, "a PEFT LoRA config")
+        .with_context(|| format!("{}: is it a LoRA adapter folder?", cf.display()))?;
     if cfg.peft_type != "LORA" {
         bail!("{}: peft_type is {}, only LORA is supported", cf.display(), cfg.peft_type);
     }

@@ -64,7 +64,8 @@ pub struct LossOutput {
     pub clip_region_mean: f64,
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
+/// A scalar tensor's value in float64.
+pub fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 

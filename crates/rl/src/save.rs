@@ -120,10 +120,8 @@ pub type LoadedState = (TrainerState, BTreeMap<String, Tensor>, HashMap<String, 
 
 pub fn load_state(dir: &Path) -> Result<LoadedState> {
     let f = dir.join("trainer_state.json");
-    let state: TrainerState = serde_json::from_str(
-        &std::fs::read_to_string(&f).with_context(|| format!("{}: cannot read (nothing to resume?)", f.display()))?,
-    )
-    .with_context(|| format!("{}: not a trainer state", f.display()))?;
+    let state: TrainerState =
+        vlm::json::read_json(&f, "a trainer state").with_context(|| format!("{}: nothing to resume?", f.display()))?;
     let tensors = candle_core::safetensors::load(dir.join("trainer_state.safetensors"), &candle_core::Device::Cpu)?;
     let mut moments = BTreeMap::new();
     let mut master = HashMap::new();

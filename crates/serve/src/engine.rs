@@ -4,13 +4,14 @@
 //! next token and its slot goes to whoever waits; a slow reader never stalls the model, because
 //! sends never block.
 
+use crate::detok::IncrementalText;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::mpsc::UnboundedSender;
 use vlm::generate::Sampling;
-use vlm::generator::{Finish, Generator, SequenceSpec};
+use vlm::generator::{Event, Finish, Generator, SequenceSpec};
 use vlm::prompt::Prompt;
 use vlm::Checkpoint;
 
@@ -82,10 +83,11 @@ pub fn spawn(ck: Arc<Checkpoint>, max_batch: usize) -> (EngineHandle, std::threa
     (EngineHandle { tx, stats }, h)
 }
 
+/// One sequence (a choice of a job) in the running batch.
 struct Seq {
     job: usize,
     choice: usize,
-    tokens: Vec<u32>,
+    text: IncrementalText,
     /// Bytes of the decoded text already sent.
     sent: usize,
 }
@@ -97,59 +99,100 @@ struct JobState {
 }
 
 fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Arc<EngineStats>) {
-    let model = &ck.model;
-    let eos = ck.generation.eos_token_ids.clone();
-    let suppress = ck.config.vision_token_ids();
-    let mut gen = Generator::new(model, eos.clone(), suppress.clone());
-    let mut waiting: VecDeque<Job> = VecDeque::new();
-    let mut seqs: HashMap<u64, Seq> = HashMap::new();
-    let mut jobs: HashMap<usize, JobState> = HashMap::new();
-    let (mut next_seq, mut next_job) = (0u64, 0usize);
-    let mut open = true;
-    loop {
-        if gen.is_empty() && waiting.is_empty() {
-            if !open {
-                return;
+    let mut engine = Engine::new(&ck, max_batch, stats);
+    while engine.receive(&rx) {
+        engine.admit();
+        if let Some(events) = engine.step() {
+            engine.route(events);
+        }
+    }
+}
+
+/// The model thread's state: the running batch, the queue, and what each sequence has sent.
+struct Engine<'a> {
+    ck: &'a Checkpoint,
+    gen: Generator<'a>,
+    max_batch: usize,
+    stats: Arc<EngineStats>,
+    waiting: VecDeque<Job>,
+    seqs: HashMap<u64, Seq>,
+    jobs: HashMap<usize, JobState>,
+    next_seq: u64,
+    next_job: usize,
+    /// False once every handle is dropped: finish what is in flight, then stop.
+    open: bool,
+}
+
+impl<'a> Engine<'a> {
+    fn new(ck: &'a Checkpoint, max_batch: usize, stats: Arc<EngineStats>) -> Self {
+        Engine {
+            ck,
+            gen: Self::generator(ck),
+            max_batch,
+            stats,
+            waiting: VecDeque::new(),
+            seqs: HashMap::new(),
+            jobs: HashMap::new(),
+            next_seq: 0,
+            next_job: 0,
+            open: true,
+        }
+    }
+
+    fn generator(ck: &'a Checkpoint) -> Generator<'a> {
+        Generator::new(&ck.model, ck.generation.eos_token_ids.clone(), ck.config.vision_token_ids())
+    }
+
+    /// Takes what has been submitted, waiting for work when idle. False: stop (no handle left
+    /// and nothing in flight).
+    fn receive(&mut self, rx: &mpsc::Receiver<Job>) -> bool {
+        if self.gen.is_empty() && self.waiting.is_empty() {
+            if !self.open {
+                return false;
             }
             match rx.recv() {
-                Ok(j) => waiting.push_back(j),
-                Err(_) => return, // server gone, nothing in flight
+                Ok(j) => self.waiting.push_back(j),
+                Err(_) => return false, // server gone, nothing in flight
             }
         }
         loop {
             match rx.try_recv() {
-                Ok(j) => waiting.push_back(j),
+                Ok(j) => self.waiting.push_back(j),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    open = false;
+                    self.open = false;
                     break;
                 }
             }
         }
         // Clients that left while queued cost nothing.
-        waiting.retain(|j| !j.out.is_closed());
+        self.waiting.retain(|j| !j.out.is_closed());
+        true
+    }
 
-        // Admit what fits (a job larger than the whole batch runs alone).
+    /// Moves waiting jobs into the running batch while they fit (a job larger than the whole
+    /// batch runs alone); a prompt the model refuses fails its own jobs only.
+    fn admit(&mut self) {
         let mut admit = Vec::new();
-        let mut rows = gen.len();
-        while let Some(j) = waiting.front() {
-            if rows > 0 && rows + j.n > max_batch {
+        let mut rows = self.gen.len();
+        while let Some(j) = self.waiting.front() {
+            if rows > 0 && rows + j.n > self.max_batch {
                 break;
             }
             rows += j.n;
-            admit.push(waiting.pop_front().unwrap());
+            admit.push(self.waiting.pop_front().unwrap());
         }
         if !admit.is_empty() {
             let mut prompts = Vec::new();
             let mut specs = Vec::new();
             let mut new_jobs = Vec::new();
             for j in admit {
-                let id = next_job;
-                next_job += 1;
+                let id = self.next_job;
+                self.next_job += 1;
                 let mut ids = Vec::new();
                 for c in 0..j.n {
-                    let seq = next_seq;
-                    next_seq += 1;
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
                     prompts.push(j.prompt.clone());
                     let sampling = Sampling { seed: j.sampling.seed.wrapping_add(c as u64), ..j.sampling.clone() };
                     specs.push(SequenceSpec {
@@ -158,14 +201,15 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
                         max_new_tokens: j.max_tokens,
                         ignore_eos: j.ignore_eos,
                     });
-                    seqs.insert(seq, Seq { job: id, choice: c, tokens: vec![], sent: 0 });
+                    self.seqs.insert(seq, Seq { job: id, choice: c, text: IncrementalText::default(), sent: 0 });
                     ids.push(seq);
                 }
-                jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids });
+                self.jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids });
                 new_jobs.push(id);
             }
+            let (ck, gen) = (self.ck, &mut self.gen);
             let admitted = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<()> {
-                let enc = ck.processor.encode(&prompts, None, model.device())?;
+                let enc = ck.processor.encode(&prompts, None, ck.model.device())?;
                 gen.admit(&enc.batch, specs)?;
                 Ok(())
             }));
@@ -176,46 +220,55 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
             };
             if let Some(msg) = failure {
                 for id in new_jobs {
-                    if let Some(js) = jobs.remove(&id) {
-                        let _ = js.out.send(Out::Error(msg.clone()));
-                        for s in js.seqs {
-                            seqs.remove(&s);
-                            let _ = gen.cancel(s);
-                        }
-                    }
+                    self.fail_job(id, &msg, false);
                 }
             }
         }
-        stats.queued.store(waiting.len(), Ordering::Relaxed);
-        stats.active.store(gen.len(), Ordering::Relaxed);
-        if gen.is_empty() {
-            continue;
-        }
+        self.stats.queued.store(self.waiting.len(), Ordering::Relaxed);
+        self.stats.active.store(self.gen.len(), Ordering::Relaxed);
+    }
 
-        let events = match std::panic::catch_unwind(AssertUnwindSafe(|| gen.step())) {
-            Ok(Ok(ev)) => ev,
+    /// One token for every running sequence. A failed step fails every job in flight and starts
+    /// over with an empty batch; None when there was nothing to do or the step failed.
+    fn step(&mut self) -> Option<Vec<Event>> {
+        if self.gen.is_empty() {
+            return None;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.gen.step())) {
+            Ok(Ok(events)) => {
+                self.stats.generated_tokens.fetch_add(events.len(), Ordering::Relaxed);
+                Some(events)
+            }
             failed => {
                 let msg = match failed {
                     Ok(Err(e)) => format!("generation failed: {e}"),
                     _ => "generation failed".to_string(),
                 };
-                for (_, js) in jobs.drain() {
+                for (_, js) in self.jobs.drain() {
                     let _ = js.out.send(Out::Error(msg.clone()));
                 }
-                seqs.clear();
-                gen = Generator::new(model, eos.clone(), suppress.clone());
-                continue;
+                self.seqs.clear();
+                self.gen = Self::generator(self.ck);
+                None
             }
-        };
-        stats.generated_tokens.fetch_add(events.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Sends each event's new text to its client, ends finished choices (EOS, length or a stop
+    /// string), and cancels every sequence of a client that has gone away.
+    fn route(&mut self, events: Vec<Event>) {
         for e in events {
-            let Some(seq) = seqs.get_mut(&e.id) else { continue };
-            seq.tokens.push(e.token);
+            let Some(seq) = self.seqs.get_mut(&e.id) else { continue };
             let job_id = seq.job;
-            let Some(js) = jobs.get(&job_id) else { continue };
-            let text = ck.processor.tokenizer.decode(&seq.tokens, true).unwrap_or_default();
-            // The earliest stop string ends the text before it.
-            let stop_at = js.stop.iter().filter_map(|s| text.find(s.as_str())).min();
+            let Some(js) = self.jobs.get(&job_id) else { continue };
+            let tokenizer = &self.ck.processor.tokenizer;
+            seq.text.push(tokenizer, e.token);
+            let text = if e.finish.is_some() { seq.text.finish(tokenizer) } else { seq.text.text() };
+            // The earliest stop string ends the text before it. Only the tail can hold a new
+            // one: what was sent was checked before.
+            let from = seq.sent.saturating_sub(js.stop.iter().map(|s| s.len()).max().unwrap_or(0));
+            let from = (0..=from).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let stop_at = js.stop.iter().filter_map(|s| text[from..].find(s.as_str()).map(|p| from + p)).min();
             let finish = match (stop_at, e.finish) {
                 (Some(_), _) | (None, Some(Finish::Eos)) => Some("stop"),
                 (None, Some(Finish::Length)) => Some("length"),
@@ -224,11 +277,11 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
             let end = match (stop_at, finish) {
                 (Some(p), _) => p,
                 (None, Some(_)) => text.len(),
-                // Hold back what could still turn into a stop string, and a trailing partial
-                // UTF-8 character (decoded as U+FFFD until its remaining bytes arrive).
+                // Hold back what could still turn into a stop string (the decoder already holds
+                // back a partial UTF-8 character).
                 (None, None) => {
                     let hold = js.stop.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
-                    let mut end = text.trim_end_matches('\u{FFFD}').len().saturating_sub(hold);
+                    let mut end = text.len().saturating_sub(hold);
                     while !text.is_char_boundary(end) {
                         end -= 1;
                     }
@@ -236,41 +289,45 @@ fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Ar
                 }
             };
             let mut alive = true;
-            // Byte-level decoding is prefix-stable; should a tokenizer ever rewrite what was sent,
-            // send nothing rather than a slice across a character.
-            if !text.is_char_boundary(seq.sent.min(text.len())) {
-                seq.sent = end;
-            }
             if end > seq.sent {
                 alive = js.out.send(Out::Delta { choice: seq.choice, text: text[seq.sent..end].to_string() }).is_ok();
                 seq.sent = end;
             }
             if let Some(reason) = finish {
-                alive &= js
-                    .out
-                    .send(Out::Finish { choice: seq.choice, reason, completion_tokens: seq.tokens.len() })
-                    .is_ok();
+                let completion_tokens = seq.text.tokens();
+                alive &= js.out.send(Out::Finish { choice: seq.choice, reason, completion_tokens }).is_ok();
                 if e.finish.is_none() {
-                    let _ = gen.cancel(e.id);
+                    let _ = self.gen.cancel(e.id);
                 }
-                seqs.remove(&e.id);
-                let js = jobs.get_mut(&job_id).unwrap();
+                self.seqs.remove(&e.id);
+                let js = self.jobs.get_mut(&job_id).unwrap();
                 js.seqs.retain(|&s| s != e.id);
                 if js.seqs.is_empty() {
-                    jobs.remove(&job_id);
+                    self.jobs.remove(&job_id);
                 }
             }
             if !alive {
                 // The client went away: stop all of its sequences now.
-                if let Some(js) = jobs.remove(&job_id) {
-                    for s in js.seqs {
-                        seqs.remove(&s);
-                        let _ = gen.cancel(s);
-                        stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                    }
+                self.fail_job(job_id, "", true);
+            }
+        }
+        self.stats.active.store(self.gen.len(), Ordering::Relaxed);
+    }
+
+    /// Removes a job and its sequences from the batch; tells the client `msg` unless it has gone
+    /// (`cancelled`: counted as cancelled sequences).
+    fn fail_job(&mut self, id: usize, msg: &str, cancelled: bool) {
+        if let Some(js) = self.jobs.remove(&id) {
+            if !cancelled {
+                let _ = js.out.send(Out::Error(msg.to_string()));
+            }
+            for s in js.seqs {
+                self.seqs.remove(&s);
+                let _ = self.gen.cancel(s);
+                if cancelled {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        stats.active.store(gen.len(), Ordering::Relaxed);
     }
 }

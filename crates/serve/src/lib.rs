@@ -3,64 +3,25 @@
 //! - [`server`]: the routes, API keys, logging, errors ([`error`]) in OpenAI's format.
 //! - [`request`]: the request checked field by field; [`images`]: data URLs (PNG, JPEG, DICOM)
 //!   and allowed local files, with byte and pixel limits.
-//! - [`engine`]: the model thread, continuous batching through `vlm::generator`.
+//! - [`engine`]: the model thread, continuous batching through `vlm::generator`; [`detok`]:
+//!   incremental detokenisation.
+//! - [`options`]: the server's settings (the command line's flags).
 
+pub mod detok;
 pub mod engine;
 pub mod error;
 pub mod images;
+pub mod options;
 pub mod request;
 pub mod server;
 
+pub use options::ServeOptions;
+
 use anyhow::{Context, Result};
-use images::ImageLimits;
 use server::AppState;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use vlm::Checkpoint;
-
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub host: String,
-    pub port: u16,
-    /// Most sequences decoded together.
-    pub max_batch: usize,
-    pub served_model: String,
-    pub api_key: Option<String>,
-    pub allow_local_files: Option<PathBuf>,
-    pub max_body_bytes: usize,
-    pub max_image_bytes: usize,
-    pub max_image_pixels: u64,
-    pub default_max_tokens: usize,
-}
-
-impl Default for ServeOptions {
-    /// The command line's defaults.
-    fn default() -> Self {
-        ServeOptions {
-            host: "127.0.0.1".into(),
-            port: 8000,
-            max_batch: 8,
-            served_model: "medr1".into(),
-            api_key: None,
-            allow_local_files: None,
-            max_body_bytes: 32 << 20,
-            max_image_bytes: 20 << 20,
-            max_image_pixels: 4096 * 4096,
-            default_max_tokens: 256,
-        }
-    }
-}
-
-impl ServeOptions {
-    pub fn limits(&self) -> ImageLimits {
-        ImageLimits {
-            max_bytes: self.max_image_bytes,
-            max_pixels: self.max_image_pixels,
-            allow_local_files: self.allow_local_files.clone(),
-        }
-    }
-}
 
 /// A running server: where it listens, and how to stop it.
 pub struct Running {
@@ -118,7 +79,7 @@ pub async fn start(
             }
         };
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
-            eprintln!("server error: {e}");
+            tracing::error!("server error: {e}");
         }
     });
     Ok(Running { addr, shutdown: Some(tx), server: Some(server), engine: Some(engine_thread) })

@@ -37,7 +37,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(ck: Arc<Checkpoint>, engine: EngineHandle, opts: &crate::ServeOptions) -> Self {
+    pub fn new(ck: Arc<Checkpoint>, engine: EngineHandle, opts: &crate::options::ServeOptions) -> Self {
         AppState {
             ck,
             engine,
@@ -68,12 +68,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// One line per request on stderr: method, path, status, milliseconds.
+/// One `tracing` event per request (target `medr1::request`, level info): method, path, status,
+/// milliseconds. `RUST_LOG=medr1::request=off` silences them; `medr1 serve` prints them on stderr.
 async fn log_requests(req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let t0 = Instant::now();
     let res = next.run(req).await;
-    eprintln!("{method} {path} {} {:.0}ms", res.status().as_u16(), t0.elapsed().as_secs_f64() * 1e3);
+    let (status, ms) = (res.status().as_u16(), t0.elapsed().as_secs_f64() * 1e3);
+    tracing::info!(target: "medr1::request", "{method} {path} {status} {ms:.0}ms");
     res
 }
 

@@ -26,8 +26,7 @@ pub struct Checkpoint {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| VlmError::file(path, format!("cannot read: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| VlmError::file(path, format!("not valid JSON: {e}")))
+    crate::json::read_json(path, "valid JSON")
 }
 
 /// The chat template: `chat_template.json` first (what transformers >= 4.43 writes), then the

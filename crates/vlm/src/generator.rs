@@ -5,8 +5,8 @@
 //! (requests arriving at any time) both decode through this.
 
 use crate::error::Result;
-use crate::generate::{choose, Sampling};
 use crate::model::{Batch, Qwen2Vl};
+use crate::sampling::{choose, Sampling};
 use crate::text::KvCache;
 use candle_core::DType;
 use rand::SeedableRng;

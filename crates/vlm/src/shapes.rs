@@ -56,6 +56,41 @@ impl Shape {
     }
 }
 
+impl Shape {
+    pub const ALL: [Shape; 2] = [Shape::Tiny, Shape::Qwen2Vl2b];
+
+    /// The command-line spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Tiny => "tiny",
+            Shape::Qwen2Vl2b => "2b",
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Shape::parse(s).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for Shape {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// The bundled tiny checkpoint's `config.json`.
 pub fn tiny_config_json() -> Value {
     serde_json::from_str(TINY_FILES[0].1).expect("the bundled tiny config.json is valid JSON")

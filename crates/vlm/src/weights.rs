@@ -67,10 +67,7 @@ impl Weights {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.exists() {
-            let text =
-                std::fs::read_to_string(&index).map_err(|e| VlmError::file(&index, format!("cannot read: {e}")))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| VlmError::file(&index, format!("not valid JSON: {e}")))?;
+            let json: serde_json::Value = crate::json::read_json(&index, "valid JSON")?;
             let map = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())

@@ -14,63 +14,13 @@ pub mod heatmap;
 pub mod matrix;
 pub mod tables;
 
+pub use crate::axis::Axis;
 use crate::summary::Summary;
 use anyhow::{bail, Context, Result};
 use canvas::{Canvas, Png, Svg};
-use data::{Modality, QuestionType};
+use data::QuestionType;
 use matrix::Matrix;
 use std::path::{Path, PathBuf};
-
-/// What a generalization experiment varies: the imaging modality or the question type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Axis {
-    Modality,
-    QuestionType,
-}
-
-impl Axis {
-    pub fn names(self) -> Vec<&'static str> {
-        match self {
-            Axis::Modality => Modality::ALL.iter().map(|m| m.name()).collect(),
-            Axis::QuestionType => QuestionType::ALL.iter().map(|q| q.name()).collect(),
-        }
-    }
-    /// Where a domain name (any spelling the data layer accepts) sits in the canonical order.
-    pub fn position(self, name: &str) -> Option<usize> {
-        match self {
-            Axis::Modality => Modality::parse(name).and_then(|m| Modality::ALL.iter().position(|x| *x == m)),
-            Axis::QuestionType => {
-                QuestionType::parse(name).and_then(|q| QuestionType::ALL.iter().position(|x| *x == q))
-            }
-        }
-    }
-    pub fn canonical(self, name: &str) -> Option<&'static str> {
-        self.position(name).map(|i| self.names()[i])
-    }
-    pub fn title(self) -> &'static str {
-        match self {
-            Axis::Modality => "Cross-modality",
-            Axis::QuestionType => "Cross-task",
-        }
-    }
-    pub fn file_stem(self) -> &'static str {
-        match self {
-            Axis::Modality => "by_modality",
-            Axis::QuestionType => "by_question_type",
-        }
-    }
-}
-
-impl std::str::FromStr for Axis {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().replace(['-', '_', ' '], "").as_str() {
-            "modality" | "modalities" => Ok(Axis::Modality),
-            "questiontype" | "task" | "questiontypes" => Ok(Axis::QuestionType),
-            _ => Err(format!("unknown axis `{s}` (modality, question_type)")),
-        }
-    }
-}
 
 /// Column header for a domain: question types by their initials (MR, AI, DD, LG, OBA), so a
 /// 5-column matrix stays narrow; modalities as they are.
@@ -98,10 +48,8 @@ pub fn load_run(spec: &str) -> Result<Run> {
         _ => (None, PathBuf::from(spec)),
     };
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read (is {} a `medr1 eval` folder?)", path.display(), dir.display()))?;
-    let summary: Summary =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a medr1 eval summary", path.display()))?;
+    let summary: Summary = vlm::json::read_json(&path, "a medr1 eval summary")
+        .with_context(|| format!("{}: is {} a `medr1 eval` folder?", path.display(), dir.display()))?;
     let train_domain = domain.or_else(|| summary.train_domain.clone());
     let label = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
     Ok(Run { label, dir, summary, train_domain })
@@ -184,7 +132,7 @@ pub fn write_report(runs: &[Run], o: &ReportOptions) -> Result<Vec<PathBuf>> {
                         format!("{} ({})", r.label, r.summary.prompt),
                         groups
                             .iter()
-                            .map(|g| r.summary.by_modality.get(g).filter(|a| a.n > 0).map(|a| a.accuracy))
+                            .map(|g| r.summary.strict.by.modality.get(g).filter(|a| a.n > 0).map(|a| a.accuracy))
                             .collect(),
                     )
                 })

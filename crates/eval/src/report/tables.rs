@@ -38,8 +38,8 @@ pub fn runs_markdown(runs: &[Run]) -> String {
             m.model,
             m.prompt,
             r.train_domain.as_deref().unwrap_or("-"),
-            m.overall.n,
-            m.overall.accuracy,
+            m.strict.overall.n,
+            m.strict.overall.accuracy,
             m.lenient.overall.accuracy,
             m.format_rate,
             m.failed
@@ -59,8 +59,8 @@ pub fn runs_csv(runs: &[Run]) -> String {
             csv_field(&m.model),
             m.prompt,
             csv_field(r.train_domain.as_deref().unwrap_or("")),
-            m.overall.n,
-            m.overall.accuracy,
+            m.strict.overall.n,
+            m.strict.overall.accuracy,
             m.lenient.overall.accuracy,
             m.format_rate,
             m.failed,
@@ -80,7 +80,7 @@ pub fn breakdown_markdown(runs: &[Run], axis: Axis) -> String {
             "| {} | {} | {:.1} |\n",
             r.label,
             cols.iter().map(|c| pct(cell(r, axis, c))).collect::<Vec<_>>().join(" | "),
-            r.summary.overall.accuracy
+            r.summary.strict.overall.accuracy
         );
     }
     s
@@ -97,7 +97,7 @@ pub fn breakdown_csv(runs: &[Run], axis: Axis) -> String {
                 .map(|c| cell(r, axis, c).map(|v| format!("{v:.2}")).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(","),
-            r.summary.overall.accuracy
+            r.summary.strict.overall.accuracy
         );
     }
     s

@@ -1,0 +1,47 @@
+//! The server's settings, as `medr1 serve`'s flags give them.
+
+use crate::images::ImageLimits;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    /// Most sequences decoded together.
+    pub max_batch: usize,
+    pub served_model: String,
+    pub api_key: Option<String>,
+    pub allow_local_files: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub max_image_bytes: usize,
+    pub max_image_pixels: u64,
+    pub default_max_tokens: usize,
+}
+
+impl Default for ServeOptions {
+    /// The command line's defaults.
+    fn default() -> Self {
+        ServeOptions {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            max_batch: 8,
+            served_model: "medr1".into(),
+            api_key: None,
+            allow_local_files: None,
+            max_body_bytes: 32 << 20,
+            max_image_bytes: 20 << 20,
+            max_image_pixels: 4096 * 4096,
+            default_max_tokens: 256,
+        }
+    }
+}
+
+impl ServeOptions {
+    pub fn limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_bytes: self.max_image_bytes,
+            max_pixels: self.max_image_pixels,
+            allow_local_files: self.allow_local_files.clone(),
+        }
+    }
+}
