@@ -278,9 +278,10 @@ pub fn plot(a: PlotArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct BenchGrpoArgs {
-    /// Checkpoint to train (default: the bundled tiny Qwen2-VL).
-    #[arg(long, default_value = "crates/vlm/tests/fixtures/qwen2vl-tiny/model")]
-    pub model: PathBuf,
+    /// Checkpoint to train (default: the bundled tiny shape with random weights, built in a
+    /// temporary folder).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// GRPO updates to time (the first is reported apart: it includes warm-up).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -348,8 +349,17 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
         &data::phantoms::PhantomConfig { per_cell: 4, size: 112, seed: 0, fixed_options: false },
         &|_, _| {},
     )?;
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => {
+            // The bundled checkpoint's shape and tokenizer; weights at its initializer_range.
+            let m = dir.join("model");
+            experiments::demo::write_random_checkpoint(&m, &vlm::shapes::tiny_config_json(), 0.15, 0)?;
+            m
+        }
+    };
     let cfg = TrainConfig {
-        model: a.model.clone(),
+        model: model.clone(),
         out: dir.join("run"),
         prompt: PromptVariant::Think,
         num_generations: a.num_generations,
@@ -360,7 +370,7 @@ pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
         sample_every: 0,
         ..TrainConfig::default()
     };
-    let ck = Checkpoint::open(&a.model, candle_core::DType::F32)?;
+    let ck = Checkpoint::open(&model, candle_core::DType::F32)?;
     let mut lines = Vec::new();
     rl::trainer::train_grpo(ck, &records, &cfg, &cfg.rewards(), false, &mut |m: &StepMetrics| {
         lines.push(m.clone());

@@ -78,10 +78,15 @@ const INIT_STD: f64 = 0.1;
 
 /// Writes a randomly initialised tiny Qwen2-VL checkpoint (transformers layout) to `dir`.
 pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
-    let cfg = vlm::shapes::demo_config_json();
-    vlm::shapes::write_tiny_files(dir, &cfg)?;
-    let parsed = vlm::config::Qwen2VlConfig::from_json(&cfg, &dir.join("config.json")).context("tiny config")?;
-    let model = Qwen2Vl::load(&parsed, &RandomParams::new(DType::F32, Device::Cpu, INIT_STD, seed))?;
+    write_random_checkpoint(dir, &vlm::shapes::demo_config_json(), INIT_STD, seed)
+}
+
+/// Writes a checkpoint of the bundled tokenizer with `cfg` as its config and random weights of
+/// scale `std` (see `RandomParams`).
+pub fn write_random_checkpoint(dir: &Path, cfg: &Value, std: f64, seed: u64) -> Result<()> {
+    vlm::shapes::write_tiny_files(dir, cfg)?;
+    let parsed = vlm::config::Qwen2VlConfig::from_json(cfg, &dir.join("config.json")).context("tiny config")?;
+    let model = Qwen2Vl::load(&parsed, &RandomParams::new(DType::F32, Device::Cpu, std, seed))?;
     let tensors = model.params().into_iter().collect();
     save_model(dir, dir, vlm::weights::NameLayout::Legacy, DType::F32, &tensors)
 }

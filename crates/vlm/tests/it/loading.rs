@@ -1,7 +1,7 @@
 //! Checkpoint loading: both config and tensor-name layouts, sharded and reduced-precision
 //! weights, and every kind of bad input as a clear error naming the file and key.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;

@@ -1,7 +1,7 @@
 //! The real Qwen2-VL tokenizer (fixtures/qwen2-vl-tokenizer, from shared/tokenizers/qwen2-vl):
 //! prompts render and tokenize to exactly the ids transformers produced.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use vlm::image_processor::{ImageProcessor, ProcessedImage};

@@ -3,7 +3,7 @@
 //! as PIL's convert("RGB"), BMP decoded. Reference: fixtures/convert_rgb (made by
 //! make_convert_rgb.py there with transformers 5.23 and Pillow).
 
-mod common;
+use crate::common;
 
 use candle_core::Device;
 use vlm::image_processor::{ImageProcessor, RgbImage};

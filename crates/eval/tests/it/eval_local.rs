@@ -2,7 +2,7 @@
 //! an unreadable image recorded as a failure (and retried), and a resumed run — after a stop and
 //! after a kill that tore the last line — giving the same summary as a straight one.
 
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use data::prompts::PromptVariant;

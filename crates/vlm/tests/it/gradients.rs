@@ -5,7 +5,7 @@
 //! <dL/dx_i, v> with (L(x_i + h v) - L(x_i - h v)) / 2h, where L = sum(f(x) * R) for a fixed
 //! random R and a random direction v.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use vlm::ops;

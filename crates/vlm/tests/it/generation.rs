@@ -1,7 +1,7 @@
 //! Generation: batching and the KV cache agree with full forwards, sampling is repeatable by seed,
 //! EOS and max_new_tokens stop rows, and vision placeholders are never sampled.
 
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! ends bit-identical to a straight one, and `merge` gives a full checkpoint computing what the
 //! adapted model computes.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Tensor};
 use rl::config::TrainConfig;

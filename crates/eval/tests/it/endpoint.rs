@@ -5,7 +5,7 @@
 //!   once (503, retried) and some for good (400, recorded and retried by the next run), the counts
 //!   come out exactly.
 
-mod common;
+use crate::common;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -3,7 +3,7 @@
 //! mid-run is reported and skipped without stopping training or corrupting its counts; the saved
 //! checkpoint loads back.
 
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use rl::config::TrainConfig;

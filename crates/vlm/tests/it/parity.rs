@@ -3,7 +3,7 @@
 //! a few 1/255 steps with PIL's bicubic; logits and completion log-probs to 1e-4 relative; greedy
 //! tokens identical; gradients to 1e-3 relative.
 
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use common::*;

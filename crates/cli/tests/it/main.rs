@@ -1,0 +1,7 @@
+//! The integration tests of this crate, gathered into one test binary (one link instead of one per file).
+
+mod cli;
+mod data_cli;
+mod eval_cli;
+mod serve_cli;
+mod train_cli;

@@ -1,0 +1,7 @@
+//! The integration tests of this crate, gathered into one test binary (one link instead of one per file).
+
+mod common;
+mod grpo_step;
+mod lora;
+mod train_loop;
+mod trl_loss;
