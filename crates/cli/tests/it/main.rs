@@ -3,5 +3,6 @@
 mod cli;
 mod data_cli;
 mod eval_cli;
+mod layout;
 mod serve_cli;
 mod train_cli;
