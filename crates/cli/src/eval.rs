@@ -85,6 +85,12 @@ pub struct EvalArgs {
     /// retried by the next run into the same --out.
     #[arg(long, default_value_t = 3)]
     pub retries: usize,
+    /// With --endpoint: ask for `logprobs` with this many `top_logprobs` per token (0-20), so each
+    /// record gets the option letters' probabilities at the answer position and the summary its
+    /// calibration (vLLM and SGLang return them; `medr1 serve` does not yet). Local scoring always
+    /// records them.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=20))]
+    pub top_logprobs: Option<u8>,
 }
 
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -152,6 +158,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 timeout: Duration::from_secs_f64(a.timeout),
                 retries: a.retries,
                 backoff: Duration::from_secs(1),
+                top_logprobs: a.top_logprobs.map(usize::from),
             });
             &endpoint
         }

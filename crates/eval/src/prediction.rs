@@ -33,6 +33,14 @@ pub struct Prediction {
     pub completion_tokens: usize,
     /// This record's share of the wall time of the batch it ran in.
     pub seconds: f64,
+    /// The model's probability of each option letter at the answer position (see
+    /// [`crate::confidence`]): local scoring always, endpoints when asked for `top_logprobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub letter_probs: Option<std::collections::BTreeMap<String, f64>>,
+    /// The probability of the answer Med-R1's rule read, `letter_probs[extracted]`: what
+    /// calibration and accuracy-at-coverage are computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// Set when the record could not be scored (unreadable image, endpoint failure); such a line
     /// is left out of every accuracy and retried on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,11 +27,12 @@ pub fn score(
     seconds: f64,
 ) -> Prediction {
     let gold = r.gold_letter().to_string();
-    let (output, completion_tokens, error) = match answer {
-        Ok(a) => (a.output, a.completion_tokens, None),
-        Err(e) => (String::new(), 0, Some(e)),
+    let (output, completion_tokens, letter_probs, error) = match answer {
+        Ok(a) => (a.output, a.completion_tokens, a.letter_probs, None),
+        Err(e) => (String::new(), 0, None, Some(e)),
     };
     let extracted = med_r1_answer(&output);
+    let confidence = extracted.as_ref().and_then(|x| letter_probs.as_ref()?.get(x).copied());
     let lenient = lenient_answer(&output, &r.options);
     Prediction {
         id: r.id.clone(),
@@ -50,6 +51,8 @@ pub fn score(
         output,
         completion_tokens,
         seconds,
+        letter_probs,
+        confidence,
         error,
     }
 }
@@ -69,7 +72,7 @@ pub fn score_chunk(
         match record_image(r, resize) {
             Ok(image) => {
                 slots.push(Ok(items.len()));
-                items.push(Item { text: variant.for_record(r), image });
+                items.push(Item { text: variant.for_record(r), image, options: r.options.len() });
             }
             Err(e) => slots.push(Err(format!("image: {e:#}"))),
         }

@@ -3,30 +3,52 @@
 //! so a resumed run and a straight run give the same summary.
 
 use crate::prediction::Prediction;
+use crate::statistics::{calibration, coverage, Calibration, CoveragePoint, THRESHOLDS};
 use data::by_domain::ByDomain;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// An accuracy with its sample size and Wilson 95% interval (all in percent).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// Percent.
     pub accuracy: f64,
     pub n: usize,
     pub correct: usize,
+    /// Wilson 95% interval, percent (written for readers; recomputed from the counts on use,
+    /// so summaries from before it existed read back as well).
+    #[serde(default)]
+    pub ci_low: f64,
+    #[serde(default)]
+    pub ci_high: f64,
 }
 
 impl Accuracy {
+    pub fn of(correct: usize, n: usize) -> Accuracy {
+        let (lo, hi) = crate::statistics::wilson(correct, n);
+        let accuracy = if n == 0 { 0.0 } else { 100.0 * correct as f64 / n as f64 };
+        Accuracy { accuracy, n, correct, ci_low: 100.0 * lo, ci_high: 100.0 * hi }
+    }
+
     pub fn add(&mut self, ok: bool) {
-        self.n += 1;
-        self.correct += ok as usize;
-        self.accuracy = 100.0 * self.correct as f64 / self.n as f64;
+        *self = Accuracy::of(self.correct + ok as usize, self.n + 1);
     }
 
     /// Merges counts (for a matrix row assembled from several runs).
     pub fn merge(&mut self, o: &Accuracy) {
-        self.n += o.n;
-        self.correct += o.correct;
-        self.accuracy = if self.n == 0 { 0.0 } else { 100.0 * self.correct as f64 / self.n as f64 };
+        *self = Accuracy::of(self.correct + o.correct, self.n + o.n);
+    }
+
+    /// The Wilson 95% interval in percent, from the counts.
+    pub fn interval(&self) -> (f64, f64) {
+        let (lo, hi) = crate::statistics::wilson(self.correct, self.n);
+        (100.0 * lo, 100.0 * hi)
+    }
+
+    /// `52.1 [45.0, 59.0]`: the accuracy and its interval, one decimal.
+    pub fn with_interval(&self) -> String {
+        let (lo, hi) = self.interval();
+        format!("{:.1} [{lo:.1}, {hi:.1}]", self.accuracy)
     }
 }
 
@@ -61,6 +83,14 @@ pub struct Summary {
     pub tokens: usize,
     /// Wall time spent on the scored records, summed over resumed sessions.
     pub seconds: f64,
+    /// Calibration of the answers that have a confidence (see `Prediction::confidence`): ECE and
+    /// a reliability diagram's bins, over all of them and per modality; accuracy at coverage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calibration_by_modality: BTreeMap<String, Calibration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<CoveragePoint>,
     /// What was evaluated: model (or endpoint model), data, prompt variant, training domain.
     #[serde(default)]
     pub model: String,
@@ -72,6 +102,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_domain: Option<String>,
 }
+
+/// Equal-width confidence bins of the reliability diagram and the ECE.
+pub const CALIBRATION_BINS: usize = 10;
 
 impl Summary {
     pub fn from_predictions(preds: &[Prediction]) -> Summary {
@@ -90,6 +123,22 @@ impl Summary {
         }
         let n = s.strict.overall.n;
         s.format_rate = if n == 0 { 0.0 } else { 100.0 * formatted as f64 / n as f64 };
+        let confident: Vec<&Prediction> =
+            preds.iter().filter(|p| p.error.is_none() && p.confidence.is_some()).collect();
+        if !confident.is_empty() {
+            let pairs = |ps: &[&Prediction]| ps.iter().map(|p| (p.confidence.unwrap(), p.correct)).collect::<Vec<_>>();
+            let all = pairs(&confident);
+            s.calibration = Some(calibration(&all, CALIBRATION_BINS));
+            s.coverage = coverage(&all, &THRESHOLDS);
+            let mut by_modality: BTreeMap<&str, Vec<&Prediction>> = BTreeMap::new();
+            for p in &confident {
+                by_modality.entry(p.modality.as_str()).or_default().push(p);
+            }
+            s.calibration_by_modality = by_modality
+                .into_iter()
+                .map(|(m, ps)| (m.to_string(), calibration(&pairs(&ps), CALIBRATION_BINS)))
+                .collect();
+        }
         s
     }
 

@@ -15,6 +15,7 @@ use candle_core::DType;
 use data::split::{self, DomainSplit};
 use data::Record;
 use eval::backend::local::Local;
+use eval::report::matrix::BASE;
 use eval::report::{self, Axis, ReportOptions};
 use eval::run::{run, Progress, RunOptions};
 use rl::config::TrainConfig;
@@ -46,6 +47,9 @@ pub struct ProtocolOptions {
     pub test_limit: Option<usize>,
     pub eval_batch_size: usize,
     pub eval_max_new_tokens: usize,
+    /// Also test the starting checkpoint on every domain (the matrices' `base` row and the gains
+    /// over it).
+    pub base_row: bool,
 }
 
 pub enum ProtocolEvent<'a> {
@@ -102,7 +106,37 @@ pub fn run_protocol(
             })
         })
         .collect::<Result<_>>()?;
+    let resize = match o.train.image_resize.as_slice() {
+        [w, h] => Some((*w, *h)),
+        _ => None,
+    };
+    // Tests one checkpoint on every domain's test part into OUT/eval/<folder>.
+    let test_model = |model_dir: &Path, row: &str, on: &mut dyn FnMut(ProtocolEvent)| -> Result<PathBuf> {
+        let ck = Checkpoint::open(model_dir, DType::F32)?;
+        let backend = Local {
+            checkpoint: &ck,
+            name: model_dir.display().to_string(),
+            batch_size: o.eval_batch_size,
+            max_new_tokens: o.eval_max_new_tokens,
+        };
+        let eval_dir = o.out.join("eval").join(folder_name(row));
+        let ro = RunOptions {
+            variant: o.train.prompt,
+            out: eval_dir.clone(),
+            resize,
+            limit: None,
+            data: "protocol test sets".into(),
+            train_domain: Some(row.to_string()),
+        };
+        let s = run(&backend, &test, &ro, &mut |pr| on(ProtocolEvent::Eval(row, pr)))?;
+        on(ProtocolEvent::Row(row, &s));
+        Ok(eval_dir)
+    };
     let mut eval_dirs = Vec::new();
+    // The starting checkpoint's row: what training is measured against.
+    if o.base_row {
+        eval_dirs.push(test_model(&o.train.model, BASE, on)?);
+    }
     for p in &parts {
         let domain = o.axis.canonical(&p.domain).unwrap_or(&p.domain).to_string();
         if (!wanted.is_empty() && !wanted.contains(&domain)) || p.train.is_empty() {
@@ -136,28 +170,7 @@ pub fn run_protocol(
         } else {
             train_dir.clone()
         };
-        let ck = Checkpoint::open(&model_dir, DType::F32)?;
-        let backend = Local {
-            checkpoint: &ck,
-            name: train_dir.display().to_string(),
-            batch_size: o.eval_batch_size,
-            max_new_tokens: o.eval_max_new_tokens,
-        };
-        let eval_dir = o.out.join("eval").join(folder_name(&domain));
-        let resize = match cfg.image_resize.as_slice() {
-            [w, h] => Some((*w, *h)),
-            _ => None,
-        };
-        let ro = RunOptions {
-            variant: cfg.prompt,
-            out: eval_dir.clone(),
-            resize,
-            limit: None,
-            data: "protocol test sets".into(),
-            train_domain: Some(domain.clone()),
-        };
-        let s = run(&backend, &test, &ro, &mut |pr| on(ProtocolEvent::Eval(&domain, pr)))?;
-        on(ProtocolEvent::Row(&domain, &s));
+        let eval_dir = test_model(&model_dir, &domain, on)?;
         eval_dirs.push(eval_dir);
     }
     if eval_dirs.is_empty() {

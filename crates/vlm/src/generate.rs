@@ -26,6 +26,8 @@ pub struct Generated {
     pub logprobs: Vec<f32>,
     /// True when the row ended with an EOS token rather than at `max_new_tokens`.
     pub stopped: bool,
+    /// Per token, the log-probabilities of the watched tokens (see [`generate_watching`]).
+    pub watched: Vec<Vec<f32>>,
 }
 
 /// Generates for every row of `batch`. `on_token(row, token)` is called as tokens are chosen
@@ -37,14 +39,27 @@ pub fn generate(
     opts: &GenerateOptions,
     on_token: &mut dyn FnMut(usize, u32) -> bool,
 ) -> Result<Vec<Generated>> {
+    generate_watching(model, batch, opts, &[], on_token)
+}
+
+/// [`generate`], also recording at every step the log-probabilities of the `watch` tokens
+/// (`Generated::watched`; evaluation reads the option letters' from it).
+pub fn generate_watching(
+    model: &Qwen2Vl,
+    batch: &Batch,
+    opts: &GenerateOptions,
+    watch: &[u32],
+    on_token: &mut dyn FnMut(usize, u32) -> bool,
+) -> Result<Vec<Generated>> {
     let b = batch.rows();
     assert_eq!(opts.sampling.len(), b, "one Sampling per row");
     let mut out: Vec<Generated> =
-        (0..b).map(|_| Generated { tokens: vec![], logprobs: vec![], stopped: false }).collect();
+        (0..b).map(|_| Generated { tokens: vec![], logprobs: vec![], stopped: false, watched: vec![] }).collect();
     if opts.max_new_tokens == 0 || b == 0 {
         return Ok(out);
     }
     let mut g = Generator::new(model, opts.eos_token_ids.clone(), opts.suppress_token_ids.clone());
+    g.watch(watch.to_vec());
     let specs = opts
         .sampling
         .iter()
@@ -62,6 +77,9 @@ pub fn generate(
             let r = e.id as usize;
             out[r].tokens.push(e.token);
             out[r].logprobs.push(e.logprob);
+            if !watch.is_empty() {
+                out[r].watched.push(e.watched);
+            }
             out[r].stopped = e.finish == Some(Finish::Eos);
             if !on_token(r, e.token) && e.finish.is_none() {
                 g.cancel(e.id)?;

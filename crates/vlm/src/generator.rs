@@ -37,6 +37,20 @@ pub struct Event {
     pub logprob: f32,
     /// Set on the sequence's last token; it has then left the batch.
     pub finish: Option<Finish>,
+    /// The log-probabilities (plain log-softmax of the logits, before temperature or
+    /// suppression) of the tokens given to [`Generator::watch`], in that order; empty otherwise.
+    /// Evaluation reads the option letters' probabilities at the answer position from these.
+    pub watched: Vec<f32>,
+}
+
+/// log_softmax(logits)[t] for each watched token t (none when nothing is watched).
+fn watched_logprobs(logits: &[f32], tokens: &[u32]) -> Vec<f32> {
+    if tokens.is_empty() {
+        return Vec::new();
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    tokens.iter().map(|&t| logits.get(t as usize).map_or(f32::NEG_INFINITY, |l| l - lse)).collect()
 }
 
 struct Row {
@@ -55,6 +69,8 @@ pub struct Generator<'m> {
     model: &'m Qwen2Vl,
     eos_token_ids: Vec<u32>,
     suppress_token_ids: Vec<u32>,
+    /// Tokens whose log-probabilities every event reports (see [`Event::watched`]).
+    watch_token_ids: Vec<u32>,
     cache: KvCache,
     /// Real (1) / padding (0) keys over the cache, per row.
     key_mask: Vec<Vec<u32>>,
@@ -68,6 +84,7 @@ impl<'m> Generator<'m> {
             model,
             eos_token_ids,
             suppress_token_ids,
+            watch_token_ids: vec![],
             cache: KvCache::new(model.cfg.text.num_hidden_layers),
             key_mask: vec![],
             rope_deltas: vec![],
@@ -171,6 +188,7 @@ impl<'m> Generator<'m> {
         let mut finished = Vec::new();
         for r in &mut self.rows {
             let logits = r.logits.take().expect("flushed");
+            let watched = watched_logprobs(&logits, &self.watch_token_ids);
             let (token, logprob) = choose(&logits, &r.sampling, &self.suppress_token_ids, &mut r.rng);
             r.generated += 1;
             r.last = token;
@@ -184,10 +202,15 @@ impl<'m> Generator<'m> {
             if finish.is_some() {
                 finished.push(r.id);
             }
-            events.push(Event { id: r.id, token, logprob, finish });
+            events.push(Event { id: r.id, token, logprob, finish, watched });
         }
         self.remove(&finished)?;
         Ok(events)
+    }
+
+    /// Reports, with every event, the log-probabilities of these tokens at that step.
+    pub fn watch(&mut self, token_ids: Vec<u32>) {
+        self.watch_token_ids = token_ids;
     }
 
     /// Stops a sequence now (e.g. its client went away). Unknown ids are ignored.

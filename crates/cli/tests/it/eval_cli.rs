@@ -142,9 +142,15 @@ fn protocol_trains_each_domain_and_writes_the_matrix() {
     let csv = std::fs::read_to_string(out.join("report/matrix_nothink.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "train_domain,CT,MRI,X-ray,Ultrasound,Dermoscopy,Fundus,OCT,Microscopy");
-    assert_eq!(rows.len(), 3);
-    assert!(rows[1].starts_with("CT,") && rows[2].starts_with("MRI,"));
+    // The starting checkpoint's row first, then one per trained domain.
+    assert_eq!(rows.len(), 4);
+    assert!(rows[1].starts_with("base,") && rows[2].starts_with("CT,") && rows[3].starts_with("MRI,"));
+    let report = std::fs::read_to_string(out.join("report/report.md")).unwrap();
+    assert!(report.contains("Gain over the base model"), "{report}");
     // Each row is its model tested on 2 questions of each of the 8 modalities.
+    let base: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval/base/summary.json")).unwrap()).unwrap();
+    assert_eq!((base["overall"]["n"].as_u64(), base["train_domain"].as_str()), (Some(16), Some("base")));
     for d in ["CT", "MRI"] {
         let s: Value =
             serde_json::from_str(&std::fs::read_to_string(out.join(format!("eval/{d}/summary.json"))).unwrap())

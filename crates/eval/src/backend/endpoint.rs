@@ -5,9 +5,11 @@
 //! other statuses fail at once. A record that still fails is recorded with its error.
 
 use super::{Answer, Backend, Item};
+use crate::confidence::{answer_offset, letter_distribution, letter_token, token_at};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,6 +28,10 @@ pub struct EndpointOptions {
     pub retries: usize,
     /// Wait before the first retry; doubled each time.
     pub backoff: Duration,
+    /// Ask for `logprobs` with this many `top_logprobs` per token (OpenAI's 0-20), to read the
+    /// option letters' probabilities at the answer position; None asks for none (servers such as
+    /// `medr1 serve` refuse the parameter).
+    pub top_logprobs: Option<usize>,
 }
 
 pub struct Endpoint {
@@ -62,7 +68,7 @@ impl Endpoint {
     pub fn request_body(&self, it: &Item) -> Result<Value> {
         let data_url =
             format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png(&it.image)?));
-        Ok(json!({
+        let mut body = json!({
             "model": self.o.served_model,
             "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": data_url}},
@@ -70,10 +76,15 @@ impl Endpoint {
             ]}],
             "temperature": 0.0,
             "max_tokens": self.o.max_new_tokens,
-        }))
+        });
+        if let Some(k) = self.o.top_logprobs {
+            body["logprobs"] = json!(true);
+            body["top_logprobs"] = json!(k);
+        }
+        Ok(body)
     }
 
-    fn attempt(&self, body: &Value) -> Result<Answer, Failure> {
+    fn attempt(&self, body: &Value, options: usize) -> Result<Answer, Failure> {
         let mut req = self.agent.post(&self.url);
         if let Some(k) = &self.o.api_key {
             req = req.header("Authorization", format!("Bearer {k}"));
@@ -95,7 +106,7 @@ impl Endpoint {
                 retryable: status == 408 || status == 429 || status >= 500,
             });
         }
-        parse_response(&text).map_err(|e| Failure { message: format!("{e:#}"), retryable: false })
+        parse_response(&text, options).map_err(|e| Failure { message: format!("{e:#}"), retryable: false })
     }
 
     fn answer_one(&self, it: &Item) -> Result<Answer> {
@@ -103,7 +114,7 @@ impl Endpoint {
         let mut wait = self.o.backoff;
         let mut tries = 0;
         loop {
-            match self.attempt(&body) {
+            match self.attempt(&body, it.options) {
                 Ok(a) => return Ok(a),
                 Err(f) if f.retryable && tries < self.o.retries => {
                     tries += 1;
@@ -116,15 +127,40 @@ impl Endpoint {
     }
 }
 
-/// The first choice's text and the completion-token count of a chat-completions response.
-pub fn parse_response(text: &str) -> Result<Answer> {
+/// The option letters' distribution at the answer position from OpenAI-format `logprobs`
+/// (`choices[0].logprobs.content[j] = {token, logprob, top_logprobs: [{token, logprob}]}`): the
+/// token spanning the answer word, and among its top alternatives those of the same shape.
+pub fn letter_probs_from_logprobs(choice: &Value, output: &str, options: usize) -> Option<BTreeMap<String, f64>> {
+    let content = choice["logprobs"]["content"].as_array()?;
+    let pieces: Vec<&str> = content.iter().map(|t| t["token"].as_str().unwrap_or("")).collect();
+    let mut ends = vec![0];
+    for p in &pieces {
+        ends.push(ends.last().unwrap() + p.len());
+    }
+    let k = token_at(answer_offset(output)?, pieces.len(), |k| ends[k])?;
+    let (head, _) = letter_token(pieces[k])?;
+    let alternatives: Vec<(char, f32)> = content[k]["top_logprobs"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| {
+            let (h, l) = letter_token(t["token"].as_str()?)?;
+            (h == head).then_some((l, t["logprob"].as_f64()? as f32))
+        })
+        .collect();
+    letter_distribution(&alternatives, options)
+}
+
+/// The first choice's text, the completion-token count and, when the response carries
+/// log-probabilities, the option letters' distribution, of a chat-completions response.
+pub fn parse_response(text: &str, options: usize) -> Result<Answer> {
     let v: Value = serde_json::from_str(text).context("the response is not JSON")?;
     let output = v["choices"][0]["message"]["content"]
         .as_str()
         .ok_or_else(|| anyhow!("the response has no choices[0].message.content"))?
         .to_string();
     let completion_tokens = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize;
-    Ok(Answer { output, completion_tokens })
+    let letter_probs = letter_probs_from_logprobs(&v["choices"][0], &output, options);
+    Ok(Answer { output, completion_tokens, letter_probs })
 }
 
 impl Backend for Endpoint {
@@ -151,5 +187,35 @@ impl Backend for Endpoint {
     }
     fn model_name(&self) -> String {
         format!("{} @ {}", self.o.served_model, self.o.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vLLM-style response with logprobs: the answer token `>B` (fused with the tag's end) and
+    /// its top alternatives; only the same-shaped ones count, renormalised over 3 options.
+    #[test]
+    fn letter_probabilities_come_from_the_answer_tokens_top_logprobs() {
+        let ln = |p: f64| p.ln();
+        let body = json!({
+            "choices": [{"message": {"content": "<answer>B</answer>"}, "logprobs": {"content": [
+                {"token": "<answer", "logprob": -0.01, "top_logprobs": []},
+                {"token": ">B", "logprob": ln(0.6), "top_logprobs": [
+                    {"token": ">B", "logprob": ln(0.6)}, {"token": ">A", "logprob": ln(0.2)},
+                    {"token": " C", "logprob": ln(0.1)}, {"token": ">D", "logprob": ln(0.05)},
+                    {"token": ">C", "logprob": ln(0.05)}]},
+                {"token": "</answer>", "logprob": -0.02, "top_logprobs": []}]}}],
+            "usage": {"completion_tokens": 3}
+        });
+        let a = parse_response(&body.to_string(), 3).unwrap();
+        let p = a.letter_probs.unwrap();
+        // >A 0.2, >B 0.6, >C 0.05 (>D is not an option; " C" has another shape): / 0.85.
+        assert!((p["B"] - 0.6 / 0.85).abs() < 1e-6 && (p["C"] - 0.05 / 0.85).abs() < 1e-6, "{p:?}");
+        assert_eq!(a.completion_tokens, 3);
+        // Without logprobs (medr1 serve today): no distribution, the answer still parses.
+        let plain = json!({"choices": [{"message": {"content": "<answer>B</answer>"}}]});
+        assert!(parse_response(&plain.to_string(), 3).unwrap().letter_probs.is_none());
     }
 }

@@ -1,8 +1,9 @@
 //! A checkpoint on this machine: batched greedy generation with the KV cache.
 
 use super::{Answer, Backend, Item};
+use crate::confidence::{answer_offset, letter_distribution, letter_token, token_at, LETTERS};
 use anyhow::{anyhow, Result};
-use vlm::generate::{generate, GenerateOptions, Sampling};
+use vlm::generate::{generate_watching, GenerateOptions, Sampling};
 use vlm::Checkpoint;
 
 pub struct Local<'a> {
@@ -30,12 +31,38 @@ impl Local<'_> {
             suppress_token_ids: ck.config.vision_token_ids(),
             sampling: vec![Sampling::greedy(); prompts.len()],
         };
-        let gens = generate(&ck.model, &enc.batch, &opts, &mut |_, _| true)?;
+        // Every vocabulary token shaped like a letter answer (`A`, ` A`, `>A`), watched at every
+        // step: the answer token's alternatives are among them.
+        let tok = &ck.processor.tokenizer;
+        let shaped: Vec<(u32, String, char)> = tok
+            .get_vocab(true)
+            .into_iter()
+            .filter(|(raw, _)| raw.chars().count() <= 4 && raw.ends_with(LETTERS))
+            .filter_map(|(_, id)| {
+                let (head, letter) = letter_token(&tok.decode(&[id], false).ok()?)?;
+                Some((id, head, letter))
+            })
+            .collect();
+        let watch: Vec<u32> = shaped.iter().map(|s| s.0).collect();
+        let gens = generate_watching(&ck.model, &enc.batch, &opts, &watch, &mut |_, _| true)?;
         gens.iter()
-            .map(|g| {
-                let output = ck.processor.tokenizer.decode(&g.tokens, true).map_err(|e| anyhow!("decoding: {e}"))?;
+            .zip(items)
+            .map(|(g, it)| {
+                let output = tok.decode(&g.tokens, true).map_err(|e| anyhow!("decoding: {e}"))?;
+                let prefix_len = |k: usize| tok.decode(&g.tokens[..k], true).map_or(0, |t| t.len());
+                let letter_probs =
+                    answer_offset(&output).and_then(|off| token_at(off, g.tokens.len(), prefix_len)).and_then(|k| {
+                        let (_, head, _) = shaped.iter().find(|s| s.0 == g.tokens[k])?;
+                        let alternatives: Vec<(char, f32)> = shaped
+                            .iter()
+                            .zip(&g.watched[k])
+                            .filter(|((_, h, _), _)| h == head)
+                            .map(|((_, _, l), &lp)| (*l, lp))
+                            .collect();
+                        letter_distribution(&alternatives, it.options)
+                    });
                 // The EOS token is part of the completion, as servers count it.
-                Ok(Answer { output, completion_tokens: g.tokens.len() })
+                Ok(Answer { output, completion_tokens: g.tokens.len(), letter_probs })
             })
             .collect()
     }

@@ -11,12 +11,17 @@ use vlm::image_processor::RgbImage;
 pub struct Item {
     pub text: String,
     pub image: RgbImage,
+    /// How many options the question has (A, B, ...): the letters whose probabilities matter.
+    pub options: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Answer {
     pub output: String,
     pub completion_tokens: usize,
+    /// The model's distribution over the option letters at the answer position (see
+    /// [`crate::confidence`]), when the backend can tell it and the output has an answer tag.
+    pub letter_probs: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 pub trait Backend: Sync {

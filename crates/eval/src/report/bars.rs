@@ -1,5 +1,5 @@
 //! Per-domain accuracy of several runs side by side: one group of bars per modality (or question
-//! type), one colour per run, the value above each bar.
+//! type), one colour per run, the value above each bar and its 95% interval as an error bar.
 
 use super::canvas::{text_width, Anchor, Canvas, Color};
 
@@ -18,8 +18,15 @@ pub struct Bars {
     pub title: String,
     /// Group labels along the x axis.
     pub groups: Vec<String>,
-    /// (series label, value per group in percent).
-    pub series: Vec<(String, Vec<Option<f64>>)>,
+    /// (series label, value per group: percent with its 95% interval).
+    pub series: Vec<(String, Vec<Option<BarValue>>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BarValue {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
 const PAD: f64 = 12.0;
@@ -58,10 +65,15 @@ pub fn draw(b: &Bars, c: &mut dyn Canvas) {
         let gx = left + g as f64 * group_w + (group_w - bar_w * b.series.len() as f64) / 2.0;
         for (k, (_, vals)) in b.series.iter().enumerate() {
             let Some(v) = vals[g] else { continue };
-            let bh = PLOT_H * v.clamp(0.0, 100.0) / 100.0;
+            let y_of = |p: f64| bottom - PLOT_H * p.clamp(0.0, 100.0) / 100.0;
             let x = gx + k as f64 * bar_w;
-            c.rect(x + 1.0, bottom - bh, bar_w - 2.0, bh, PALETTE[k % PALETTE.len()]);
-            c.text(x + bar_w / 2.0, bottom - bh - 7.0, &format!("{v:.0}"), dark, Anchor::Middle, 1);
+            c.rect(x + 1.0, y_of(v.value), bar_w - 2.0, bottom - y_of(v.value), PALETTE[k % PALETTE.len()]);
+            // The error bar: the interval, with caps.
+            let (mid, lo, hi) = (x + bar_w / 2.0, y_of(v.low), y_of(v.high));
+            c.line(mid, lo, mid, hi, dark);
+            c.line(mid - 3.0, lo, mid + 3.0, lo, dark);
+            c.line(mid - 3.0, hi, mid + 3.0, hi, dark);
+            c.text(mid, hi - 7.0, &format!("{:.0}", v.value), dark, Anchor::Middle, 1);
         }
         c.text(left + (g as f64 + 0.5) * group_w, bottom + 14.0, name, dark, Anchor::Middle, 1);
     }

@@ -1,9 +1,13 @@
-//! A matrix as a heatmap with its value written in every cell.
+//! A matrix as a heatmap with its value written in every cell, and under it the number of
+//! records when that is small (an accuracy on few questions is mostly noise); a difference whose
+//! 95% interval excludes zero gets a `*` and a heavy frame.
 
 use super::canvas::{diverging, ink_on, sequential, text_width, Anchor, Canvas};
 use super::matrix::Matrix;
 
-const CELL_H: f64 = 30.0;
+const CELL_H: f64 = 36.0;
+/// Cells with fewer records than this show their n.
+pub const SMALL_N: usize = 100;
 const PAD: f64 = 12.0;
 
 pub struct Layout {
@@ -39,7 +43,7 @@ pub fn draw(m: &Matrix, c: &mut dyn Canvas) {
     c.text(PAD, PAD + 8.0, &m.title, dark, Anchor::Start, 1);
     c.text(PAD, PAD + 28.0, "rows: trained on, columns: tested on", [90, 90, 90], Anchor::Start, 1);
     // Differences share one symmetric scale so equal gains and losses get equal colour.
-    let span = m.cells.iter().flatten().flatten().fold(1.0f64, |a, v| a.max(v.abs()));
+    let span = m.values().iter().flatten().flatten().fold(1.0f64, |a, v| a.max(v.abs()));
     for (j, col) in m.cols.iter().enumerate() {
         c.text(l.left + (j as f64 + 0.5) * l.cell_w, l.top - 13.0, &short(col), dark, Anchor::Middle, 1);
     }
@@ -50,8 +54,8 @@ pub fn draw(m: &Matrix, c: &mut dyn Canvas) {
             let x = l.left + j as f64 * l.cell_w;
             let bg = match v {
                 None => [225, 225, 225],
-                Some(v) if m.signed => diverging(v / span),
-                Some(v) => sequential(v / 100.0),
+                Some(v) if m.signed => diverging(v.value / span),
+                Some(v) => sequential(v.value / 100.0),
             };
             c.rect(x + 1.0, y + 1.0, l.cell_w - 2.0, CELL_H - 2.0, bg);
             // Diagonal cells (trained and tested on the same domain) get a frame.
@@ -65,13 +69,26 @@ pub fn draw(m: &Matrix, c: &mut dyn Canvas) {
                     c.line(x0, y0, x1, y1, [0, 0, 0]);
                 }
             }
-            c.text(x + l.cell_w / 2.0, y + CELL_H / 2.0, &m.format(*v), ink_on(bg), Anchor::Middle, 1);
+            let small = v.as_ref().is_some_and(|c| c.n > 0 && c.n < SMALL_N);
+            let ty = if small { y + CELL_H / 2.0 - 6.0 } else { y + CELL_H / 2.0 };
+            c.text(x + l.cell_w / 2.0, ty, &m.format(v.as_ref()), ink_on(bg), Anchor::Middle, 1);
+            if let Some(cell) = v.as_ref().filter(|_| small) {
+                c.text(x + l.cell_w / 2.0, ty + 12.0, &format!("n={}", cell.n), ink_on(bg), Anchor::Middle, 1);
+            }
+            if m.signed && v.as_ref().is_some_and(|c| c.excludes_zero()) {
+                for d in [2.0, 3.0] {
+                    c.line(x + d, y + d, x + l.cell_w - d, y + d, [0, 0, 0]);
+                    c.line(x + d, y + CELL_H - d, x + l.cell_w - d, y + CELL_H - d, [0, 0, 0]);
+                    c.line(x + d, y + d, x + d, y + CELL_H - d, [0, 0, 0]);
+                    c.line(x + l.cell_w - d, y + d, x + l.cell_w - d, y + CELL_H - d, [0, 0, 0]);
+                }
+            }
         }
     }
     let legend = if m.signed {
-        format!("red: lower, blue: higher (scale +/-{span:.0} points); grey: not measured")
+        format!("red: lower, blue: higher (+/-{span:.0} points); *: 95% interval excludes 0; grey: not measured")
     } else {
-        "white 0% .. dark blue 100%; grey: not measured; framed: in-domain".to_string()
+        format!("white 0% .. dark blue 100%; n: records when under {SMALL_N}; framed: in-domain")
     };
     c.text(PAD, l.height - PAD - 8.0, &legend, [90, 90, 90], Anchor::Start, 1);
 }

@@ -35,6 +35,7 @@ fn endpoint(url: String, model: &str, api_key: Option<&str>) -> Endpoint {
         timeout: Duration::from_secs(60),
         retries: 2,
         backoff: Duration::from_millis(10),
+        top_logprobs: None,
     })
 }
 

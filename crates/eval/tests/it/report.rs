@@ -6,7 +6,7 @@ use eval::{Accuracy, Summary};
 use std::path::Path;
 
 fn acc(correct: usize, n: usize) -> Accuracy {
-    Accuracy { accuracy: 100.0 * correct as f64 / n as f64, n, correct }
+    Accuracy::of(correct, n)
 }
 
 /// An eval folder whose model was tested on CT and MRI questions.
@@ -57,9 +57,14 @@ fn matrices_tables_and_figures() {
     let think = matrix::cross_domain(&runs, Axis::Modality, "think").unwrap();
     assert_eq!(think.rows, ["CT", "MRI"]);
     assert_eq!(think.cols, ["CT", "MRI"]);
-    assert_eq!(think.cells, vec![vec![Some(80.0), Some(20.0)], vec![Some(30.0), Some(90.0)]]);
+    assert_eq!(think.values(), vec![vec![Some(80.0), Some(20.0)], vec![Some(30.0), Some(90.0)]]);
+    // Every cell carries its n and Wilson interval (8/10: 49.0 to 94.3, by hand).
+    let ct = think.cells[0][0].as_ref().unwrap();
+    assert_eq!(ct.n, 10);
+    let (lo, hi) = ct.ci.unwrap();
+    assert!((lo - 49.02).abs() < 0.01 && (hi - 94.33).abs() < 0.01, "{lo} {hi}");
     let nothink = matrix::cross_domain(&runs, Axis::Modality, "nothink").unwrap();
-    assert_eq!(nothink.cells, vec![vec![Some(50.0), Some(40.0)], vec![Some(50.0), Some(100.0)]]);
+    assert_eq!(nothink.values(), vec![vec![Some(50.0), Some(40.0)], vec![Some(50.0), Some(100.0)]]);
 
     let out = r.join("report");
     let files = report::write_report(&runs, &ReportOptions { out: out.clone(), axis: None, diff: None }).unwrap();
@@ -87,12 +92,12 @@ fn matrices_tables_and_figures() {
     );
     assert_eq!(
         std::fs::read_to_string(out.join("by_modality.csv")).unwrap().lines().nth(1).unwrap(),
-        "think-ct,80.00,20.00,50.00"
+        "think-ct,80.00,49.02,94.33,10,20.00,5.67,50.98,10,50.00,29.93,70.07,20"
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         md.contains(
-            "| trained on \\ tested on | CT | MRI |\n|---|---:|---:|\n| CT | 80.0 | 20.0 |\n| MRI | 30.0 | 90.0 |"
+            "| trained on \\ tested on | CT | MRI |\n|---|---:|---:|\n| CT | 80.0 [49.0, 94.3] n=10 | 20.0 [5.7, 51.0] n=10 |\n| MRI | 30.0 [10.8, 60.3] n=10 | 90.0 [59.6, 98.2] n=10 |"
         ),
         "{md}"
     );
@@ -113,7 +118,13 @@ fn matrices_tables_and_figures() {
         let (x, y) = l.cell_origin(row, col);
         *png.get_pixel((x * 2.0) as u32 + 6, (y * 2.0) as u32 + 6)
     };
-    assert!(dark(corner(1, 1)) < dark(corner(0, 0)) && dark(corner(0, 0)) < dark(corner(0, 1)));
+    assert!(
+        dark(corner(1, 1)) < dark(corner(0, 0)) && dark(corner(0, 0)) < dark(corner(0, 1)),
+        "{:?} {:?} {:?}",
+        corner(1, 1),
+        corner(0, 0),
+        corner(0, 1)
+    );
     let diff = image::open(out.join("diff_nothink_minus_think.png")).unwrap().to_rgb8();
     let (x, y) = l.cell_origin(0, 0);
     let loss = diff.get_pixel((x * 2.0) as u32 + 6, (y * 2.0) as u32 + 6).0;

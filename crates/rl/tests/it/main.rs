@@ -1,5 +1,6 @@
 //! The integration tests of this crate, gathered into one test binary (one link instead of one per file).
 
+mod calibration;
 mod common;
 mod grpo_step;
 mod lora;

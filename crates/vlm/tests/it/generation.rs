@@ -212,3 +212,26 @@ fn sequences_joining_and_leaving_a_running_batch_get_what_they_would_alone() {
     // Everyone gone: the cache is released.
     assert_eq!(g.cache_len(), 0);
 }
+
+#[test]
+fn watched_tokens_report_the_log_softmax_at_every_step() {
+    let ck = ck();
+    let enc = encode(&ck, &["What is this?", "And this one, with more words?"]);
+    let vocab = ck.config.text.vocab_size as u32;
+    let all: Vec<u32> = (0..vocab).collect();
+    let o = opts(5, 2, Sampling::greedy());
+    let plain = generate(&ck.model, &enc.batch, &o, &mut |_, _| true).unwrap();
+    let watched = vlm::generate::generate_watching(&ck.model, &enc.batch, &o, &all, &mut |_, _| true).unwrap();
+    for (p, w) in plain.iter().zip(&watched) {
+        // Watching changes nothing generated.
+        assert_eq!((&p.tokens, &p.logprobs), (&w.tokens, &w.logprobs));
+        assert!(p.watched.is_empty());
+        assert_eq!(w.watched.len(), w.tokens.len());
+        for ((step, &t), &lp) in w.watched.iter().zip(&w.tokens).zip(&w.logprobs) {
+            // A distribution (log-sum-exp 0) whose value at the greedy token is its log-prob.
+            let lse = step.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+            assert!(lse.abs() < 1e-4, "log-sum-exp {lse}");
+            assert!((step[t as usize] - lp).abs() < 1e-5, "{} vs {lp}", step[t as usize]);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Calibration pictures: a reliability diagram (accuracy against confidence per bin, the diagonal
+//! being perfect calibration) and accuracy-at-coverage curves (what a triage deployment trades
+//! when it answers only above a confidence threshold).
+
+use super::bars::PALETTE;
+use super::canvas::{Anchor, Canvas};
+use crate::statistics::{Calibration, CoveragePoint};
+
+const PAD: f64 = 12.0;
+const PLOT: f64 = 240.0;
+const LEFT: f64 = 56.0;
+const TOP: f64 = 48.0;
+
+pub fn reliability_size() -> (f64, f64) {
+    (LEFT + PLOT + 2.0 * PAD + 40.0, TOP + PLOT + 60.0)
+}
+
+fn axes(c: &mut dyn Canvas, x_label: &str, y_label: &str) {
+    let dark = [20, 20, 20];
+    let (bottom, right) = (TOP + PLOT, LEFT + PLOT);
+    for t in (0..=100).step_by(20) {
+        let f = t as f64 / 100.0;
+        c.line(LEFT, bottom - PLOT * f, right, bottom - PLOT * f, if t == 0 { [40, 40, 40] } else { [225, 225, 225] });
+        c.line(LEFT + PLOT * f, TOP, LEFT + PLOT * f, bottom, if t == 0 { [40, 40, 40] } else { [235, 235, 235] });
+        c.text(LEFT - 6.0, bottom - PLOT * f, &format!("{t}"), dark, Anchor::End, 1);
+        c.text(LEFT + PLOT * f, bottom + 12.0, &format!("{t}"), dark, Anchor::Middle, 1);
+    }
+    c.text(LEFT + PLOT / 2.0, bottom + 28.0, x_label, dark, Anchor::Middle, 1);
+    c.text(PAD, TOP - 12.0, y_label, dark, Anchor::Start, 1);
+}
+
+/// Accuracy per confidence bin as bars over the diagonal; each bar's n above it.
+pub fn draw_reliability(title: &str, cal: &Calibration, c: &mut dyn Canvas) {
+    let dark = [20, 20, 20];
+    c.text(PAD, PAD + 8.0, &format!("{title}: ECE {:.1} points, n={}", cal.ece, cal.n), dark, Anchor::Start, 1);
+    axes(c, "confidence (%)", "accuracy (%)");
+    let bottom = TOP + PLOT;
+    for b in &cal.bins {
+        let (x0, w) = (LEFT + PLOT * b.low, PLOT * (b.high - b.low));
+        let h = PLOT * b.accuracy;
+        c.rect(x0 + 1.0, bottom - h, w - 2.0, h, PALETTE[0]);
+        // Where the bin's mean confidence says the bar should end.
+        let yc = bottom - PLOT * b.confidence;
+        c.line(x0 + 1.0, yc, x0 + w - 1.0, yc, [214, 39, 40]);
+        c.text(x0 + w / 2.0, bottom - h - 8.0, &format!("{}", b.n), dark, Anchor::Middle, 1);
+    }
+    // Perfect calibration.
+    let steps = 48;
+    for i in 0..steps {
+        let (f0, f1) = (i as f64 / steps as f64, (i as f64 + 0.5) / steps as f64);
+        c.line(LEFT + PLOT * f0, bottom - PLOT * f0, LEFT + PLOT * f1, bottom - PLOT * f1, [90, 90, 90]);
+    }
+    c.text(
+        PAD,
+        bottom + 44.0,
+        "bars: accuracy per bin (n above); red: mean confidence; dashed: perfect",
+        [90, 90, 90],
+        Anchor::Start,
+        1,
+    );
+}
+
+/// Accuracy against coverage, one curve per run.
+pub fn draw_coverage(curves: &[(String, Vec<CoveragePoint>)], c: &mut dyn Canvas) {
+    let dark = [20, 20, 20];
+    c.text(PAD, PAD + 8.0, "Accuracy at coverage (answering only at confidence >= t)", dark, Anchor::Start, 1);
+    axes(c, "coverage (% answered)", "accuracy (%)");
+    let bottom = TOP + PLOT;
+    let at = |p: &CoveragePoint| (LEFT + PLOT * p.coverage / 100.0, bottom - PLOT * p.accuracy / 100.0);
+    for (k, (label, pts)) in curves.iter().enumerate() {
+        let col = PALETTE[k % PALETTE.len()];
+        let pts: Vec<&CoveragePoint> = pts.iter().filter(|p| p.answered > 0).collect();
+        for w in pts.windows(2) {
+            let ((x0, y0), (x1, y1)) = (at(w[0]), at(w[1]));
+            c.line(x0, y0, x1, y1, col);
+        }
+        for p in &pts {
+            let (x, y) = at(p);
+            c.rect(x - 2.0, y - 2.0, 4.0, 4.0, col);
+        }
+        c.rect(LEFT + PLOT + 8.0, TOP + 14.0 * k as f64, 8.0, 8.0, col);
+        c.text(LEFT + PLOT + 20.0, TOP + 4.0 + 14.0 * k as f64, label, dark, Anchor::Start, 1);
+    }
+}
+
+pub fn coverage_size(curves: &[(String, Vec<CoveragePoint>)]) -> (f64, f64) {
+    let label = curves.iter().map(|(l, _)| super::canvas::text_width(l, 1)).fold(0.0, f64::max);
+    (LEFT + PLOT + 28.0 + label + PAD, TOP + PLOT + 48.0)
+}
