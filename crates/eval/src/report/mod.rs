@@ -88,7 +88,9 @@ pub struct ReportOptions {
 }
 
 fn infer_axis(runs: &[Run]) -> Result<Option<Axis>> {
-    let domains: Vec<&str> = runs.iter().filter_map(|r| r.train_domain.as_deref()).collect();
+    // The base model's row belongs to either axis.
+    let domains: Vec<&str> =
+        runs.iter().filter_map(|r| r.train_domain.as_deref()).filter(|d| *d != matrix::BASE).collect();
     if domains.is_empty() {
         return Ok(None);
     }

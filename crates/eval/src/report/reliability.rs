@@ -12,7 +12,7 @@ const LEFT: f64 = 56.0;
 const TOP: f64 = 48.0;
 
 pub fn reliability_size() -> (f64, f64) {
-    (LEFT + PLOT + 2.0 * PAD + 40.0, TOP + PLOT + 60.0)
+    (LEFT + PLOT + 2.0 * PAD + 40.0, TOP + PLOT + 72.0)
 }
 
 fn axes(c: &mut dyn Canvas, x_label: &str, y_label: &str) {
@@ -50,20 +50,15 @@ pub fn draw_reliability(title: &str, cal: &Calibration, c: &mut dyn Canvas) {
         let (f0, f1) = (i as f64 / steps as f64, (i as f64 + 0.5) / steps as f64);
         c.line(LEFT + PLOT * f0, bottom - PLOT * f0, LEFT + PLOT * f1, bottom - PLOT * f1, [90, 90, 90]);
     }
-    c.text(
-        PAD,
-        bottom + 44.0,
-        "bars: accuracy per bin (n above); red: mean confidence; dashed: perfect",
-        [90, 90, 90],
-        Anchor::Start,
-        1,
-    );
+    let grey = [90, 90, 90];
+    c.text(PAD, bottom + 44.0, "bars: accuracy per bin (n above)", grey, Anchor::Start, 1);
+    c.text(PAD, bottom + 56.0, "red: mean confidence; dashed: perfect", grey, Anchor::Start, 1);
 }
 
 /// Accuracy against coverage, one curve per run.
 pub fn draw_coverage(curves: &[(String, Vec<CoveragePoint>)], c: &mut dyn Canvas) {
     let dark = [20, 20, 20];
-    c.text(PAD, PAD + 8.0, "Accuracy at coverage (answering only at confidence >= t)", dark, Anchor::Start, 1);
+    c.text(PAD, PAD + 8.0, "Accuracy at coverage (answer only at confidence >= t)", dark, Anchor::Start, 1);
     axes(c, "coverage (% answered)", "accuracy (%)");
     let bottom = TOP + PLOT;
     let at = |p: &CoveragePoint| (LEFT + PLOT * p.coverage / 100.0, bottom - PLOT * p.accuracy / 100.0);
@@ -85,5 +80,6 @@ pub fn draw_coverage(curves: &[(String, Vec<CoveragePoint>)], c: &mut dyn Canvas
 
 pub fn coverage_size(curves: &[(String, Vec<CoveragePoint>)]) -> (f64, f64) {
     let label = curves.iter().map(|(l, _)| super::canvas::text_width(l, 1)).fold(0.0, f64::max);
-    (LEFT + PLOT + 28.0 + label + PAD, TOP + PLOT + 48.0)
+    let title = super::canvas::text_width("Accuracy at coverage (answer only at confidence >= t)", 1) + 2.0 * PAD;
+    ((LEFT + PLOT + 28.0 + label + PAD).max(title), TOP + PLOT + 48.0)
 }

@@ -142,3 +142,106 @@ fn matrices_tables_and_figures() {
     let err = report::load_run(&r.join("nope").display().to_string()).err().unwrap().to_string();
     assert!(err.contains("nope/summary.json"), "{err}");
 }
+
+fn pred(id: usize, modality: &str, correct: bool, prompt: &str, confidence: f64) -> eval::prediction::Prediction {
+    eval::prediction::Prediction {
+        id: format!("r{id}"),
+        modality: modality.into(),
+        question_type: "Modality Recognition".into(),
+        dataset: "d".into(),
+        prompt: prompt.into(),
+        prompt_text: String::new(),
+        options: vec!["a".into(), "b".into()],
+        output: String::new(),
+        extracted: Some(if correct { "A" } else { "B" }.into()),
+        gold: "A".into(),
+        correct,
+        lenient_extracted: None,
+        lenient_method: None,
+        lenient_correct: correct,
+        completion_tokens: 1,
+        seconds: 0.0,
+        letter_probs: None,
+        confidence: Some(confidence),
+        error: None,
+    }
+}
+
+/// An eval folder holding `preds` (predictions.jsonl and the summary computed from them).
+fn pred_dir(root: &Path, name: &str, domain: &str, preds: &[eval::prediction::Prediction]) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    eval::prediction::append(&dir.join("predictions.jsonl"), preds).unwrap();
+    let s = Summary {
+        prompt: preds[0].prompt.clone(),
+        train_domain: Some(domain.into()),
+        ..Summary::from_predictions(preds)
+    };
+    std::fs::write(dir.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn paired_differences_gains_and_calibration_from_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    // 60 CT and 60 MRI questions. The base model gets 30 right on each; the CT-trained model gets
+    // 55 CT (+25 points: far outside the noise) and 28 MRI right; under "think" the CT model gets
+    // 54 CT: a 1-point difference, well inside it. One record answered only under nothink.
+    let set = |prompt: &str, ct_right: usize, mri_right: usize| -> Vec<eval::prediction::Prediction> {
+        (0..120)
+            .map(|i| {
+                let (m, k) = if i < 60 { ("CT", i) } else { ("MRI", i - 60) };
+                let right = k < if m == "CT" { ct_right } else { mri_right };
+                pred(i, m, right, prompt, if right { 0.9 } else { 0.6 })
+            })
+            .collect()
+    };
+    let mut nothink_ct = set("nothink", 55, 28);
+    nothink_ct.push(pred(999, "CT", true, "nothink", 0.9));
+    let runs: Vec<_> = [
+        pred_dir(r, "base", "base", &set("nothink", 30, 30)),
+        pred_dir(r, "nothink-ct", "CT", &nothink_ct),
+        pred_dir(r, "think-ct", "CT", &set("think", 54, 28)),
+    ]
+    .iter()
+    .map(|d| report::load_run(d).unwrap())
+    .collect();
+    let out = r.join("report");
+    let o =
+        ReportOptions { out: out.clone(), axis: Some(Axis::Modality), diff: Some(("nothink".into(), "think".into())) };
+    report::write_report(&runs, &o).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // The base row comes first and the CT model's gain over it is significant in-domain only.
+    let nothink = matrix::cross_domain(&runs, Axis::Modality, "nothink").unwrap();
+    assert_eq!(nothink.rows, ["base", "CT"]);
+    assert!(md.contains("Gain over the base model, prompt nothink"), "{md}");
+    assert!(md.contains("| CT | +41.7 ["), "in-domain gain (55 - 30) / 60 = +41.7 points: {md}");
+    // The paired difference matrix: CT/CT differs by 1 record of 60 (+1.7, interval spans 0).
+    let cells = std::fs::read_to_string(out.join("diff_nothink_minus_think_cells.csv")).unwrap();
+    let ct = cells.lines().find(|l| l.starts_with("CT,CT,")).unwrap();
+    let f: Vec<&str> = ct.split(',').collect();
+    assert_eq!((f[2], f[5]), ("1.67", "60"), "{ct}");
+    assert!(f[3].parse::<f64>().unwrap() <= 0.0 && f[4].parse::<f64>().unwrap() > 0.0, "{ct}");
+    assert_eq!(f[6], "1.0000", "one discordant pair: McNemar p = 1");
+    // The pooled comparison reports the record only one side answered.
+    let unpaired = std::fs::read_to_string(out.join("compare_nothink_vs_think_unpaired.csv")).unwrap();
+    assert!(unpaired.contains("nothink,CT/r999"), "{unpaired}");
+    // Calibration: these answers are 0.9 confident and right, or 0.6 and wrong.
+    assert!(md.contains("## Calibration"), "{md}");
+    assert!(out.join("reliability_nothink-ct.png").exists() && out.join("coverage.png").exists());
+    let s = &runs[1].summary;
+    let cal = s.calibration.as_ref().unwrap();
+    // ECE: right answers at 0.9 (bin accuracy 1: gap 0.1), wrong at 0.6 (gap 0.6), weighted.
+    let right = 55 + 28 + 1;
+    let want = 100.0 * (right as f64 * 0.1 + (121 - right) as f64 * 0.6) / 121.0;
+    assert!((cal.ece - want).abs() < 1e-9, "{} vs {want}", cal.ece);
+    assert_eq!(s.coverage.iter().find(|p| p.threshold == 0.7).unwrap().answered, right);
+
+    // Two folders named directly: compared record by record.
+    let o = ReportOptions { out: r.join("cmp"), axis: None, diff: Some(("nothink-ct".into(), "base".into())) };
+    report::write_report(&runs, &o).unwrap();
+    let csv = std::fs::read_to_string(r.join("cmp/compare_nothink-ct_vs_base.csv")).unwrap();
+    let all = csv.lines().nth(1).unwrap();
+    assert!(all.starts_with("overall,all,120,"), "{all}");
+}
