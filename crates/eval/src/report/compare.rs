@@ -205,22 +205,8 @@ mod tests {
             id: id.into(),
             modality: modality.into(),
             question_type: "Modality Recognition".into(),
-            dataset: "d".into(),
-            prompt: "nothink".into(),
-            prompt_text: String::new(),
-            options: vec![],
-            output: String::new(),
-            extracted: None,
-            gold: "A".into(),
             correct,
-            lenient_extracted: None,
-            lenient_method: None,
-            lenient_correct: correct,
-            completion_tokens: 1,
-            seconds: 0.0,
-            letter_probs: None,
-            confidence: None,
-            error: None,
+            ..Default::default()
         }
     }
 

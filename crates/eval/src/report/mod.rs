@@ -10,7 +10,7 @@
 //!   record (`*`: the bootstrap interval excludes 0), and the pooled paired comparison;
 //! - `--diff A,B` naming two runs: `compare_<A>_vs_<B>.csv` (and `_unpaired.csv`);
 //! - with a `base` row (`medr1 protocol`): the gain of each trained model over it;
-//! - for runs with confidences: `reliability_<run>.png|svg`, `coverage.png|svg`, ECE and
+//! - for runs with confidences: `reliability_<run>.png|svg` (and `_by_modality`), `coverage.png|svg`, ECE and
 //!   accuracy-at-coverage tables.
 //!
 //! Every accuracy carries its Wilson 95% interval and n (`*_cells.csv` for matrices).
@@ -297,6 +297,15 @@ fn calibration_section(runs: &[Run], out: &Path, files: &mut Vec<PathBuf>) -> Re
             reliability::draw_reliability(&r.label, &cal, c)
         })?);
         md += &format!("\n![reliability of {}]({stem}.png)\n", r.label);
+        let per: Vec<(String, crate::statistics::Calibration)> =
+            r.summary.calibration_by_modality.iter().map(|(m, c)| (m.clone(), c.clone())).collect();
+        if !per.is_empty() {
+            let grid = format!("{stem}_by_modality");
+            files.extend(write_figure(out, &grid, reliability::grid_size(per.len()), &|c| {
+                reliability::draw_reliability_grid(&r.label, &per, c)
+            })?);
+            md += &format!("\n![reliability of {} per modality]({grid}.png)\n", r.label);
+        }
     }
     let curves: Vec<(String, Vec<crate::statistics::CoveragePoint>)> =
         with.iter().map(|r| (r.label.clone(), r.summary.coverage.clone())).collect();

@@ -83,3 +83,45 @@ pub fn coverage_size(curves: &[(String, Vec<CoveragePoint>)]) -> (f64, f64) {
     let title = super::canvas::text_width("Accuracy at coverage (answer only at confidence >= t)", 1) + 2.0 * PAD;
     ((LEFT + PLOT + 28.0 + label + PAD).max(title), TOP + PLOT + 48.0)
 }
+
+/// Panels per row, and each small panel's plot size, of the per-modality figure.
+const GRID_COLS: usize = 4;
+const CELL: f64 = 120.0;
+const CELL_PAD: f64 = 64.0;
+
+pub fn grid_size(panels: usize) -> (f64, f64) {
+    let rows = panels.div_ceil(GRID_COLS).max(1);
+    (PAD + GRID_COLS.min(panels.max(1)) as f64 * (CELL + CELL_PAD) + PAD, 52.0 + rows as f64 * (CELL + 62.0) + PAD)
+}
+
+/// One small reliability diagram per modality (accuracy bars per confidence bin over the
+/// diagonal), each titled with its ECE and n.
+pub fn draw_reliability_grid(title: &str, cals: &[(String, Calibration)], c: &mut dyn Canvas) {
+    let dark = [20, 20, 20];
+    c.text(PAD, PAD + 8.0, &format!("{title}: reliability per modality"), dark, Anchor::Start, 1);
+    for (i, (name, cal)) in cals.iter().enumerate() {
+        let (col, row) = (i % GRID_COLS, i / GRID_COLS);
+        let left = PAD + 30.0 + col as f64 * (CELL + CELL_PAD);
+        let top = 64.0 + row as f64 * (CELL + 62.0);
+        let bottom = top + CELL;
+        c.text(left - 28.0, top - 22.0, name, dark, Anchor::Start, 1);
+        c.text(left - 28.0, top - 10.0, &format!("ECE {:.0}, n={}", cal.ece, cal.n), [90, 90, 90], Anchor::Start, 1);
+        c.line(left, bottom, left + CELL, bottom, [40, 40, 40]);
+        c.line(left, top, left, bottom, [40, 40, 40]);
+        for t in [0.5, 1.0] {
+            c.line(left, bottom - CELL * t, left + CELL, bottom - CELL * t, [225, 225, 225]);
+        }
+        for b in &cal.bins {
+            let (x0, w, h) = (left + CELL * b.low, CELL * (b.high - b.low), CELL * b.accuracy);
+            c.rect(x0 + 1.0, bottom - h, w - 2.0, h, PALETTE[0]);
+            let yc = bottom - CELL * b.confidence;
+            c.line(x0 + 1.0, yc, x0 + w - 1.0, yc, [214, 39, 40]);
+        }
+        for k in 0..24 {
+            let (f0, f1) = (k as f64 / 24.0, (k as f64 + 0.5) / 24.0);
+            c.line(left + CELL * f0, bottom - CELL * f0, left + CELL * f1, bottom - CELL * f1, [90, 90, 90]);
+        }
+        c.text(left, bottom + 10.0, "0", dark, Anchor::Middle, 1);
+        c.text(left + CELL, bottom + 10.0, "1", dark, Anchor::Middle, 1);
+    }
+}

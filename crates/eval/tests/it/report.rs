@@ -148,22 +148,13 @@ fn pred(id: usize, modality: &str, correct: bool, prompt: &str, confidence: f64)
         id: format!("r{id}"),
         modality: modality.into(),
         question_type: "Modality Recognition".into(),
-        dataset: "d".into(),
         prompt: prompt.into(),
-        prompt_text: String::new(),
-        options: vec!["a".into(), "b".into()],
-        output: String::new(),
         extracted: Some(if correct { "A" } else { "B" }.into()),
         gold: "A".into(),
         correct,
-        lenient_extracted: None,
-        lenient_method: None,
         lenient_correct: correct,
-        completion_tokens: 1,
-        seconds: 0.0,
-        letter_probs: None,
         confidence: Some(confidence),
-        error: None,
+        ..Default::default()
     }
 }
 
@@ -230,6 +221,7 @@ fn paired_differences_gains_and_calibration_from_predictions() {
     // Calibration: these answers are 0.9 confident and right, or 0.6 and wrong.
     assert!(md.contains("## Calibration"), "{md}");
     assert!(out.join("reliability_nothink-ct.png").exists() && out.join("coverage.png").exists());
+    assert!(out.join("reliability_nothink-ct_by_modality.png").exists());
     let s = &runs[1].summary;
     let cal = s.calibration.as_ref().unwrap();
     // ECE: right answers at 0.9 (bin accuracy 1: gap 0.1), wrong at 0.6 (gap 0.6), weighted.
