@@ -122,6 +122,7 @@ fn phantoms(a: PhantomsArgs) -> Result<()> {
         bail!("--per-cell must be at least 1");
     }
     let cfg = PhantomConfig { per_cell: a.per_cell, size: a.size, seed: a.seed, fixed_options: a.fixed_options };
+    crate::output::ensure_writable(&a.out, "output")?;
     let t0 = Instant::now();
     let pb = bar(a.per_cell * 40, "rendering");
     let records = phantoms::generate(&a.out, &cfg, &|done, _| pb.set_position(done as u64))?;
@@ -144,6 +145,7 @@ fn split(a: SplitArgs) -> Result<()> {
     if !omnimedvqa::is_root(&a.omnimedvqa) {
         bail!("{}: not an OmniMedVQA root (no {} folder)", a.omnimedvqa.display(), omnimedvqa::QA_DIR);
     }
+    crate::output::ensure_writable(&a.out, "output")?;
     let ds = omnimedvqa::read_root(&a.omnimedvqa, &ReadOptions { image_root: None, check_images: true })?;
     for p in &ds.problems {
         eprintln!("skipped: {p}");

@@ -122,6 +122,7 @@ pub fn print_summary(s: &Summary) {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    crate::output::ensure_writable(&a.out, "output")?;
     let records = crate::data::usable_records(&a.data, a.images.clone(), "records")?;
     if records.is_empty() {
         bail!("{}: no usable records", a.data.display());
@@ -223,13 +224,25 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let runs = a.runs.iter().map(|s| report::load_run(s)).collect::<Result<Vec<_>>>()?;
     let diff = match &a.diff {
         Some(d) => {
-            let (x, y) = d.split_once(',').context("--diff takes two prompt variants: A,B")?;
-            let name =
-                |v: &str| v.trim().parse::<PromptVariant>().map(|p| p.name().to_string()).map_err(anyhow::Error::msg);
+            let (x, y) = d.split_once(',').context("--diff takes two prompt variants or two run labels: A,B")?;
+            // A run's label is kept as it is; otherwise a prompt variant in any spelling.
+            let name = |v: &str| -> Result<String> {
+                let v = v.trim();
+                if runs.iter().any(|r| r.label == v) {
+                    return Ok(v.to_string());
+                }
+                v.parse::<PromptVariant>().map(|p| p.name().to_string()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--diff `{v}`: neither a run label ({}) nor {e}",
+                        runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                })
+            };
             Some((name(x)?, name(y)?))
         }
         None => None,
     };
+    crate::output::ensure_writable(&a.out, "report")?;
     let files = report::write_report(&runs, &ReportOptions { out: a.out.clone(), axis: a.axis, diff })?;
     for f in files {
         println!("{}", f.display());

@@ -7,6 +7,7 @@ mod data;
 mod dump;
 mod eval;
 mod lenient;
+mod output;
 mod protocol;
 mod serve;
 mod train;

@@ -56,6 +56,7 @@ const BUNDLED_QUESTION_TYPES: [data::QuestionType; 2] =
 
 pub fn run(mut a: ProtocolArgs) -> Result<()> {
     let out = a.train.out.clone().unwrap_or_else(|| PathBuf::from("runs/protocol"));
+    crate::output::ensure_writable(&out, "output")?;
     let bundled = a.train.model.is_none() && a.train.data.is_none() && a.train.config.is_none();
     let trainer = a.trainer;
     let mut base = match trainer {

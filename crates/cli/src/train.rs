@@ -1,6 +1,6 @@
 //! `medr1 train` (GRPO), `medr1 sft` (the baseline) and `medr1 demo` (the bundled main job).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use data::prompts::PromptVariant;
 use experiments::demo::{self, DemoEvent, DemoOptions};
@@ -146,10 +146,11 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     if cfg.model.as_os_str().is_empty() || cfg.data.as_os_str().is_empty() {
         bail!("give --model and --data (or run `medr1 demo` for the bundled main job)");
     }
+    crate::output::ensure_writable(&cfg.out, "output")?;
     let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "training records")?;
     let ck = Checkpoint::open(&cfg.model, a.dtype.dtype())?;
-    std::fs::create_dir_all(&cfg.out)?;
-    std::fs::write(cfg.out.join("train_config.toml"), cfg.to_toml())?;
+    let settings = cfg.out.join("train_config.toml");
+    std::fs::write(&settings, cfg.to_toml()).with_context(|| format!("{}: cannot write", settings.display()))?;
     let total = rl::trainer::total_steps(&cfg, records.len());
     let pb = bar(total as u64, if sft { "sft" } else { "grpo" });
     let mut on = |m: &StepMetrics| {
@@ -212,6 +213,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             None => bail!("--question-types: unknown `{}` (mr, ai, dd, lg, oba)", c.trim()),
         })
         .collect::<Result<Vec<_>>>()?;
+    crate::output::ensure_writable(&a.out, "output")?;
     let o = DemoOptions {
         question_types,
         out: a.out.clone(),

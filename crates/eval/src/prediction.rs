@@ -76,6 +76,27 @@ pub fn read(path: &Path) -> Result<(Vec<Prediction>, Vec<String>)> {
     Ok((order.into_iter().map(|id| by_id.remove(&id).unwrap()).collect(), bad))
 }
 
+/// Cuts a torn last line (a kill mid-write leaves one without its newline) so that what is
+/// appended next starts on a line of its own; returns whether anything was cut. `read` reports
+/// such a line and the resumed run redoes its record.
+pub fn repair_torn_tail(path: &Path) -> Result<bool> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    f.set_len(keep as u64).with_context(|| format!("{}: cannot truncate the torn last line", path.display()))?;
+    Ok(true)
+}
+
 /// Appends predictions, one JSON line each, flushed so a kill loses at most the line being written.
 pub fn append(path: &Path, preds: &[Prediction]) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()

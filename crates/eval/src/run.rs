@@ -141,6 +141,8 @@ pub fn run(
     for t in &torn {
         eprintln!("ignored (will be redone): {t}");
     }
+    // The next append must not glue a record onto a torn fragment (it would be lost with it).
+    prediction::repair_torn_tail(&pred_path)?;
     if let Some(p) = previous.iter().find(|p| p.prompt != o.variant.name()) {
         bail!(
             "{}: holds predictions made with --prompt {} (record {}); give a new --out for --prompt {}",

@@ -26,7 +26,10 @@ pub fn wilson(correct: usize, n: usize) -> (f64, f64) {
     let p = k / n;
     let centre = (k + z2 / 2.0) / (n + z2);
     let half = Z95 / (n + z2) * (p * (1.0 - p) * n + z2 / 4.0).sqrt();
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // At 0/n and n/n the bound is exactly 0 (or 1); rounding would leave 1e-16.
+    let lo = if correct == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if correct as f64 == n { 1.0 } else { (centre + half).min(1.0) };
+    (lo, hi)
 }
 
 /// McNemar's exact two-sided p-value from the discordant counts: `b` records only the first system

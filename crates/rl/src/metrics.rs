@@ -112,6 +112,31 @@ impl StepMetrics {
     }
 }
 
+/// Keeps the lines of a `metrics.jsonl` whose step is at most `step` (a torn or unreadable line is
+/// dropped too), rewriting the file; a missing file stays missing.
+pub fn truncate_jsonl(path: &std::path::Path, step: usize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept != text {
+        std::fs::write(path, kept).with_context(|| format!("{}: cannot rewrite", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Reads a `metrics.jsonl`; lines that do not parse (a torn last line) are skipped.
 pub fn read_jsonl(path: &std::path::Path) -> anyhow::Result<Vec<StepMetrics>> {
     use anyhow::Context;

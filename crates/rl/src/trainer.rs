@@ -146,6 +146,9 @@ impl Run {
         };
         if resume {
             state = resume_into(&out, &mut policy, &mut opt, kind)?;
+            // A run killed after its last checkpoint logged updates that will be redone: keep
+            // exactly the lines up to the resumed step, so every step appears once.
+            crate::metrics::truncate_jsonl(&out.join("metrics.jsonl"), state.step)?;
         } else {
             let _ = std::fs::remove_file(out.join("metrics.jsonl"));
         }

@@ -55,3 +55,24 @@ fn plot_draws_a_metrics_file() {
     let none = medr1(&["plot", "/no/such/metrics.jsonl"]);
     assert!(!none.status.success());
 }
+
+/// An output folder that cannot be made fails first, with its path — before the data is read
+/// (the data path here does not exist) or any model loaded.
+#[test]
+fn unwritable_output_folders_are_named_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("out");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["train", "--model", "/no/model", "--data", "/no/data", "--out", out],
+        vec!["eval", "--model", "/no/model", "--data", "/no/data", "--prompt", "nothink", "--out", out],
+        vec!["demo", "--out", out],
+        vec!["data", "phantoms", "--out", out],
+    ] {
+        let r = medr1(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains("plain-file/out: cannot create the output folder"), "{args:?}: {err}");
+    }
+}

@@ -95,3 +95,30 @@ fn counts_add_up_and_resume_gives_the_same_summary() {
         serde_json::from_str(&std::fs::read_to_string(resumed_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(on_disk, resumed);
 }
+
+/// A kill mid-write tore the last line of a run whose other answers are all good: the resumed run
+/// cuts the fragment, redoes that record, and every record is counted exactly once (appending
+/// after the fragment would glue the next answer to it and lose both).
+#[test]
+fn resume_after_a_torn_line_counts_every_record_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = common::phantom_records(tmp.path());
+    let ck = Checkpoint::open(&common::model_dir(), DType::F32).unwrap();
+    let backend = Local { checkpoint: &ck, name: "tiny".into(), batch_size: 4, max_new_tokens: 6 };
+    let straight = run(&backend, &records, &opts(&tmp.path().join("straight"), None), &mut |_| {}).unwrap();
+    assert_eq!(straight.failed, 0);
+    let text = std::fs::read_to_string(tmp.path().join("straight/predictions.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let dir = tmp.path().join("killed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let torn = &lines[12][..lines[12].len() / 2];
+    std::fs::write(dir.join("predictions.jsonl"), format!("{}\n{torn}", lines[..12].join("\n"))).unwrap();
+    let resumed = run(&backend, &records, &opts(&dir, None), &mut |_| {}).unwrap();
+    same_but_time(&straight, &resumed);
+    let (preds, bad) = prediction::read(&dir.join("predictions.jsonl")).unwrap();
+    assert!(bad.is_empty(), "no line may be left unparseable: {bad:?}");
+    assert_eq!(preds.len(), records.len());
+    let ids: std::collections::HashSet<&str> = preds.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids.len(), records.len());
+    assert_eq!(std::fs::read_to_string(dir.join("predictions.jsonl")).unwrap().lines().count(), records.len());
+}

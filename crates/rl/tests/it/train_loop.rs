@@ -134,3 +134,28 @@ fn a_user_defined_reward_is_scored_weighted_and_logged_by_name() {
         assert_eq!((g.accuracy, g.format_rate), (Some(g.rewards["accuracy"]), Some(g.rewards["format"])));
     }
 }
+
+/// A run killed after its last periodic checkpoint (step 2) had logged step 3; resuming from the
+/// checkpoint redoes step 3, and `metrics.jsonl` holds every step exactly once.
+#[test]
+fn resuming_after_a_kill_leaves_one_metrics_line_per_step() {
+    let data = tempfile::tempdir().unwrap();
+    let recs = records(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let c = TrainConfig { save_every: 2, num_iterations: 1, ..cfg(out.path()) };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut on = |m: &StepMetrics| {
+            assert!(m.step < 3, "killed at step 3");
+            true
+        };
+        train_grpo(ck(), &recs, &c, &c.rewards(), false, &mut on)
+    }));
+    assert!(killed.is_err());
+    let steps = |d: &Path| {
+        rl::metrics::read_jsonl(&d.join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect::<Vec<_>>()
+    };
+    assert_eq!(steps(out.path()), [1, 2, 3], "the killed run logged step 3 after the step-2 checkpoint");
+    let state = train_grpo(ck(), &recs, &c, &c.rewards(), true, &mut |_: &StepMetrics| true).unwrap();
+    assert_eq!(state.step, 4);
+    assert_eq!(steps(out.path()), [1, 2, 3, 4]);
+}
