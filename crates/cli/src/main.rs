@@ -40,6 +40,11 @@ fn configure_allocator() {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Largest image medr1 decodes, in pixels (width x height; a DICOM file's frame), checked
+    /// from the file's header before anything is decompressed: for every subcommand that reads
+    /// images (ask, eval, train, sft, demo, protocol, data, serve).
+    #[arg(long, global = true, default_value_t = imaging::DEFAULT_MAX_PIXELS)]
+    max_image_pixels: u64,
 }
 
 #[derive(Subcommand)]
@@ -85,11 +90,12 @@ fn main() {
     restore_sigpipe();
     configure_allocator();
     let cli = Cli::parse();
+    imaging::set_max_pixels(cli.max_image_pixels);
     let r = match cli.command {
         Command::Ask(a) => ask::run(a),
         Command::Data(a) => data::run(a),
         Command::Dump(a) => dump::run(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(a, cli.max_image_pixels),
         Command::Eval(a) => eval::eval(a),
         Command::Report(a) => eval::report(a),
         Command::Protocol(a) => protocol::run(a),

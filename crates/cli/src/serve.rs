@@ -35,9 +35,6 @@ pub struct ServeArgs {
     /// Largest single image in bytes (after base64 decoding).
     #[arg(long, default_value_t = 20 * 1024 * 1024)]
     pub max_image_bytes: usize,
-    /// Largest image in pixels (width x height), checked before decompressing.
-    #[arg(long, default_value_t = 4096 * 4096)]
-    pub max_image_pixels: u64,
     /// `max_tokens` for requests that give none (capped by the context left).
     #[arg(long, default_value_t = 256)]
     pub default_max_tokens: usize,
@@ -46,7 +43,9 @@ pub struct ServeArgs {
     pub dtype: Precision,
 }
 
-pub fn run(a: ServeArgs) -> Result<()> {
+/// `max_image_pixels`: the global `--max-image-pixels` (width x height, checked from each
+/// image's header before decompressing).
+pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
     let ck = Checkpoint::open(&a.model, a.dtype.dtype())?;
     let served_model = a.served_model.clone().unwrap_or_else(|| {
         std::fs::canonicalize(&a.model)
@@ -66,7 +65,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         allow_local_files: a.allow_local_files,
         max_body_bytes: a.max_body_bytes,
         max_image_bytes: a.max_image_bytes,
-        max_image_pixels: a.max_image_pixels,
+        max_image_pixels,
         default_max_tokens: a.default_max_tokens,
     };
     // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them

@@ -106,6 +106,10 @@ pub fn read_stored(bytes: &[u8], what: &str) -> Result<StoredPixels> {
     let signed = int(&obj, tags::PIXEL_REPRESENTATION) == Some(1);
     let file_pi = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
     let is_jpeg = ts_uid == JPEG_BASELINE || ts_uid == JPEG_EXTENDED;
+    // The declared frame size, before any pixel data is decoded (a small file can declare a huge
+    // one). Frames are not multiplied in: a long cine or CT series file is legitimate.
+    let declared = |tag| int(&obj, tag).unwrap_or(0).max(0) as u64;
+    imaging::check_pixels(declared(tags::COLUMNS), declared(tags::ROWS), 1, what)?;
     let (rows, columns, frames, spp, bits_alloc, bits_stored, photometric, mut values);
     if is_jpeg {
         // libjpeg-turbo (as PIL and pydicom use it), which honours the Adobe marker's colour

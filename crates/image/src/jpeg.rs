@@ -13,6 +13,7 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 /// Decodes a JPEG. Greyscale files stay single-channel (PIL's mode "L"); colour files are
 /// converted to RGB by the library. CMYK/YCCK files are left to the `image` crate.
 pub fn decode(bytes: &[u8], what: &str) -> Result<DynamicImage> {
+    refuse_truncated(bytes, what)?;
     let bytes = bytes.to_vec();
     // mozjpeg reports fatal libjpeg errors by unwinding; keep them inside this function.
     let r = std::panic::catch_unwind(move || -> std::io::Result<Option<DynamicImage>> {
@@ -43,6 +44,54 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<DynamicImage> {
         Ok(Err(e)) => Err(ImageError::input(format!("{what}: cannot decode JPEG: {e}"))),
         Err(_) => Err(ImageError::input(format!("{what}: cannot decode JPEG: corrupt data"))),
     }
+}
+
+fn refuse_truncated(bytes: &[u8], what: &str) -> Result<()> {
+    if is_truncated(bytes) {
+        return Err(ImageError::input(format!(
+            "{what}: cannot decode image: image file is truncated (the JPEG data ends before its end-of-image marker)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a JPEG stream ends before its end-of-image marker: after the header segments (which
+/// are skipped by their lengths, so an embedded thumbnail's markers are not mistaken for the
+/// image's), the entropy-coded data must reach an EOI (`FF D9`). PIL refuses such a file ("image
+/// file is truncated"); libjpeg alone would pad the missing rows with grey.
+pub fn is_truncated(bytes: &[u8]) -> bool {
+    let mut i = 2;
+    // Walk the segments to the first start of scan.
+    loop {
+        if i + 4 > bytes.len() {
+            return true;
+        }
+        if bytes[i] != 0xFF {
+            return true;
+        }
+        match bytes[i + 1] {
+            0xFF => i += 1, // fill byte
+            0xDA => break,
+            0xD9 => return false,
+            0xD0..=0xD7 | 0x01 => i += 2,
+            _ => i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize,
+        }
+    }
+    // In scan data a 0xFF is followed by 0x00 (a stuffed byte), a restart marker or another
+    // segment (progressive scans); the image ends at FF D9.
+    !bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// The frame size (width, height) from the header, if a frame header comes before the scan.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    header_segments(bytes).find(|(m, _)| (0xC0..=0xCF).contains(m) && !matches!(m, 0xC4 | 0xC8 | 0xCC)).and_then(
+        |(_, p)| {
+            Some((
+                u16::from_be_bytes([*p.get(3)?, *p.get(4)?]) as u32,
+                u16::from_be_bytes([*p.get(1)?, *p.get(2)?]) as u32,
+            ))
+        },
+    )
 }
 
 /// The header segments before the first scan: (marker, payload) pairs. Stops at a truncated
@@ -79,6 +128,7 @@ pub fn sample_precision(bytes: &[u8]) -> Option<u8> {
 /// Decodes a JPEG without any colour conversion: the components as coded (Y, Cb, Cr for a
 /// YCbCr-coded file). Returns (width, height, components, interleaved samples).
 pub fn decode_components(bytes: &[u8], what: &str) -> Result<(usize, usize, usize, Vec<u8>)> {
+    refuse_truncated(bytes, what)?;
     let bytes = bytes.to_vec();
     let r = std::panic::catch_unwind(move || -> std::io::Result<(usize, usize, usize, Vec<u8>)> {
         let mut d = mozjpeg::Decompress::new_mem(&bytes)?;

@@ -4,8 +4,10 @@
 
 pub mod error;
 pub mod jpeg;
+pub mod limits;
 pub mod resample;
 pub mod rgb;
 
 pub use error::{ImageError, Result};
+pub use limits::{check_pixels, max_pixels, set_max_pixels, DEFAULT_MAX_PIXELS};
 pub use rgb::RgbImage;

@@ -45,9 +45,19 @@ impl RgbImage {
         RgbImage { width: w, height: h, data }
     }
 
-    /// Decodes PNG, JPEG, BMP, TIFF, GIF or WebP bytes.
+    /// Decodes PNG, JPEG, BMP, TIFF, GIF or WebP bytes. The header's size is checked against
+    /// [`crate::max_pixels`] first, and a truncated file is an error (as PIL makes it), never
+    /// a partial image.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Self> {
         let img = if crate::jpeg::is_jpeg(bytes) {
+            if let Some((w, h)) = crate::jpeg::dimensions(bytes) {
+                crate::check_pixels(w as u64, h as u64, 1, what)?;
+            }
+            if crate::jpeg::is_truncated(bytes) {
+                return Err(ImageError::input(format!(
+                    "{what}: cannot decode image: image file is truncated (the JPEG data ends before its end-of-image marker)"
+                )));
+            }
             match crate::jpeg::decode(bytes, what) {
                 Ok(i) => i,
                 // CMYK and other rarities: the `image` crate's decoder.
@@ -55,12 +65,22 @@ impl RgbImage {
                     .map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?,
             }
         } else {
-            image::load_from_memory(bytes)
-                .map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?
+            let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| ImageError::input(format!("{what}: cannot read image: {e}")))?;
+            if let Ok((w, h)) = image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| ImageError::input(e.to_string()))?
+                .into_dimensions()
+            {
+                crate::check_pixels(w as u64, h as u64, 1, what)?;
+            }
+            reader.decode().map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?
         };
         if img.width() == 0 || img.height() == 0 {
             return Err(ImageError::input(format!("{what}: image has zero size")));
         }
+        crate::check_pixels(img.width() as u64, img.height() as u64, 1, what)?;
         Ok(Self::from_dynamic(img))
     }
 
@@ -80,5 +100,45 @@ mod tests {
         assert_eq!(over_white(200, 255), 200);
         assert_eq!(over_white(0, 0), 255);
         assert_eq!(over_white(0, 128), 127);
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen2vl-tiny/images");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    /// A JPEG or PNG cut short is refused, as PIL refuses it ("image file is truncated"); the
+    /// whole file decodes.
+    #[test]
+    fn truncated_images_are_errors_not_partial_images() {
+        for name in ["xray.jpg", "wide.png"] {
+            let bytes = fixture(name);
+            assert!(RgbImage::decode(&bytes, name).is_ok());
+            for cut in [bytes.len() / 2, bytes.len() * 9 / 10] {
+                let err = RgbImage::decode(&bytes[..cut], name).err().map(|e| e.to_string());
+                let err = err.unwrap_or_else(|| panic!("{name} cut at {cut} of {} bytes decoded", bytes.len()));
+                assert!(err.starts_with(name), "{err}");
+            }
+        }
+        assert!(crate::jpeg::is_truncated(&fixture("xray.jpg")[..100]));
+        assert!(!crate::jpeg::is_truncated(&fixture("xray.jpg")));
+    }
+
+    /// A PNG whose header declares more pixels than the limit is refused before decoding.
+    #[test]
+    fn a_png_bomb_is_refused_from_its_header() {
+        // 20000 x 20000 grey, compressed to a small file.
+        let img = image::GrayImage::new(20000, 20000);
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let bytes = png.into_inner();
+        assert!(bytes.len() < 2_000_000, "{} bytes", bytes.len());
+        let err = RgbImage::decode(&bytes, "bomb.png").err().unwrap().to_string();
+        assert!(err.contains("bomb.png") && err.contains("20000x20000") && err.contains("--max-image-pixels"), "{err}");
     }
 }

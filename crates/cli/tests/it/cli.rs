@@ -139,3 +139,43 @@ fn bench_json_has_the_contract_fields() {
     assert!(v["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(v["prompt_tokens"].as_u64().unwrap(), 258);
 }
+
+/// The pixel limit holds for `ask` as for the server: a PNG whose header declares 20000 x 20000
+/// is refused, and a JPEG cut in half is refused rather than answered (eval and train read
+/// images through the same decoder, which the image crate's tests cover).
+#[test]
+fn image_bombs_and_truncated_images_are_refused_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bomb = tmp.path().join("bomb.png");
+    image::GrayImage::new(20000, 20000).save(&bomb).unwrap();
+    let jpg = fixtures().join("images/xray.jpg");
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = tmp.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let model = fixtures().join("model");
+    for (img, want) in [(&bomb, "--max-image-pixels"), (&cut, "truncated")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_medr1"))
+            .args(["ask", "--model", model.to_str().unwrap(), "--image", img.to_str().unwrap(), "--question", "What?"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want) && err.contains(img.to_str().unwrap()), "{err}");
+    }
+    // The limit is the global flag's: lowered to 100 pixels, even the small fixture is refused.
+    let small = Command::new(env!("CARGO_BIN_EXE_medr1"))
+        .args([
+            "--max-image-pixels",
+            "100",
+            "ask",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            jpg.to_str().unwrap(),
+            "--question",
+            "What?",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&small.stderr);
+    assert!(!small.status.success() && err.contains("more than the limit of 100"), "{err}");
+}

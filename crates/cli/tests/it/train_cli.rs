@@ -73,6 +73,9 @@ fn unwritable_output_folders_are_named_before_any_work() {
     ] {
         let r = medr1(&args);
         let err = String::from_utf8_lossy(&r.stderr);
-        assert!(!r.status.success() && err.contains("plain-file/out: cannot create the output folder"), "{args:?}: {err}");
+        assert!(
+            !r.status.success() && err.contains("plain-file/out: cannot create the output folder"),
+            "{args:?}: {err}"
+        );
     }
 }
