@@ -17,6 +17,7 @@ pub mod dicom;
 pub mod image;
 pub mod medr1_split;
 pub mod omnimedvqa;
+pub mod paths;
 pub mod phantoms;
 pub mod problems;
 pub mod prompts;

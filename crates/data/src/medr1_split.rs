@@ -101,11 +101,18 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
             continue;
         };
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+        let wrong = ["id", "image", "problem", "solution", "modality", "question_type", "dataset"]
+            .into_iter()
+            .find_map(|k| crate::paths::text(obj, k).err().map(|t| (k, t)));
         let id = text("id").unwrap_or_else(|| format!("{stem}#{i}"));
         let name = Some(if obj.contains_key("id") { id.clone() } else { at });
         let missing = |k: &str| {
             Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"))
         };
+        if let Some((k, t)) = wrong {
+            ds.problems.push(Problem::new(ProblemKind::WrongType, file, name, format!("`{k}` is {t}, not text")));
+            continue;
+        }
         let (Some(image), Some(problem), Some(solution)) = (text("image"), text("problem"), text("solution")) else {
             let k = ["image", "problem", "solution"].into_iter().find(|k| text(k).is_none()).unwrap();
             ds.problems.push(missing(k));
@@ -165,6 +172,15 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
             Some(r) => r.join(&image),
             None => PathBuf::from(&image),
         };
+        if let Some(r) = root.as_ref().filter(|r| !crate::paths::inside(r, &image_path)) {
+            ds.problems.push(Problem::new(
+                ProblemKind::OutsideRoot,
+                file,
+                name,
+                format!("image path `{image}` leaves the image root {}", r.display()),
+            ));
+            continue;
+        }
         if check && !image_path.is_file() {
             ds.problems.push(Problem::new(
                 ProblemKind::MissingImage,

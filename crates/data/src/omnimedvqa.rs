@@ -95,6 +95,12 @@ fn parse_record(
         Problem::new(ProblemKind::MissingField, file, name.clone(), format!("missing or non-text field `{k}`"))
     };
     let id = id.ok_or_else(|| missing("question_id"))?;
+    // Text fields must be text: `"question": 123` is a mistake in the file, not a question.
+    for key in ["question", "image_path", "question_type", "modality_type", "modality", "dataset"] {
+        if let Err(t) = crate::paths::text(obj, key) {
+            return Err(Problem::new(ProblemKind::WrongType, file, name.clone(), format!("`{key}` is {t}, not text")));
+        }
+    }
     let question = text_field(obj, "question").ok_or_else(|| missing("question"))?;
     let gt = text_field(obj, "gt_answer").ok_or_else(|| missing("gt_answer"))?;
     let image = text_field(obj, "image_path").ok_or_else(|| missing("image_path"))?;
@@ -139,6 +145,14 @@ fn parse_record(
     let answer =
         gold_index(&options, &gt).map_err(|m| Problem::new(ProblemKind::GoldNotAnOption, file, name.clone(), m))?;
     let image_path = root.join(&image);
+    if !crate::paths::inside(root, &image_path) {
+        return Err(Problem::new(
+            ProblemKind::OutsideRoot,
+            file,
+            name,
+            format!("image path `{image}` leaves the dataset root {}", root.display()),
+        ));
+    }
     if opts.check_images && !image_path.is_file() {
         return Err(Problem::new(
             ProblemKind::MissingImage,

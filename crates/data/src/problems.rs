@@ -21,6 +21,10 @@ pub enum ProblemKind {
     DuplicateId,
     MissingImage,
     UnreadableImage,
+    /// A field holds the wrong JSON type (`"question": 123`).
+    WrongType,
+    /// The image path leaves the dataset root (`../../etc/passwd`, an absolute path, a link out).
+    OutsideRoot,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -163,3 +163,46 @@ fn the_bundled_real_samples_read_cleanly_and_every_image_decodes() {
         assert_eq!(Modality::parse(entry["modality"].as_str().unwrap()), r.modality, "{}", r.id);
     }
 }
+
+/// Hostile records: an image path that leaves the dataset root (by `..`, absolutely, or through a
+/// link) and text fields of the wrong JSON type are each reported as a problem of their own, never
+/// counted as usable; the one good record stays.
+#[test]
+fn image_paths_outside_the_root_and_wrong_types_are_reported_per_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("OmniMedVQA");
+    let qa = root.join("QA_information/Open-access");
+    std::fs::create_dir_all(&qa).unwrap();
+    std::fs::create_dir_all(root.join("Images/D")).unwrap();
+    std::fs::write(root.join("Images/D/a.png"), b"x").unwrap();
+    std::fs::write(tmp.path().join("outside.png"), b"x").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("outside.png"), root.join("Images/D/link.png")).unwrap();
+    let rec = |id: &str, image: serde_json::Value, question: serde_json::Value| {
+        serde_json::json!({"question_id": id, "question": question, "gt_answer": "CT", "image_path": image,
+            "question_type": "Modality Recognition", "modality_type": "CT", "option_A": "CT", "option_B": "MRI"})
+    };
+    let records = serde_json::json!([
+        rec("good", "Images/D/a.png".into(), "Which modality?".into()),
+        rec("dotdot", "../outside.png".into(), "Which modality?".into()),
+        rec("absolute", "/etc/passwd".into(), "Which modality?".into()),
+        rec("link", "Images/D/link.png".into(), "Which modality?".into()),
+        rec("number", "Images/D/a.png".into(), 123.into()),
+        rec("array", serde_json::json!(["Images/D/a.png"]), "Which modality?".into()),
+    ]);
+    std::fs::write(qa.join("D.json"), records.to_string()).unwrap();
+    let ds = source::load(&root, &ReadOptions { image_root: None, check_images: true }).unwrap();
+    assert_eq!(ds.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    let got: Vec<(ProblemKind, &str)> =
+        ds.problems.iter().map(|p| (p.kind, p.record.as_deref().unwrap_or(""))).collect();
+    assert_eq!(
+        got,
+        [
+            (ProblemKind::OutsideRoot, "dotdot"),
+            (ProblemKind::OutsideRoot, "absolute"),
+            (ProblemKind::OutsideRoot, "link"),
+            (ProblemKind::WrongType, "number"),
+            (ProblemKind::WrongType, "array"),
+        ]
+    );
+    assert!(ds.problems[3].message.contains("`question` is a number"), "{}", ds.problems[3]);
+}
