@@ -23,9 +23,16 @@ pub struct ServeArgs {
     /// The model name clients must ask for (default: the checkpoint folder's name).
     #[arg(long)]
     pub served_model: Option<String>,
-    /// Require `Authorization: Bearer KEY` on /v1 routes.
+    /// Require `Authorization: Bearer KEY` on /v1 routes. Prefer --api-key-file or the
+    /// MEDR1_API_KEY variable: a key on the command line is visible to every user in `ps`.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Read the API key from this file (its first line, trimmed).
+    #[arg(long, conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
+    /// Seconds to wait for a request's body after its headers (408 after that).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_read_timeout: f64,
     /// Allow `image_url`s naming local files, but only inside this folder.
     #[arg(long)]
     pub allow_local_files: Option<PathBuf>,
@@ -61,11 +68,12 @@ pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
         port: a.port,
         max_batch: a.max_batch,
         served_model,
-        api_key: a.api_key,
+        api_key: api_key(a.api_key.clone(), a.api_key_file.as_deref())?,
         allow_local_files: a.allow_local_files,
         max_body_bytes: a.max_body_bytes,
         max_image_bytes: a.max_image_bytes,
         max_image_pixels,
+        body_read_timeout: std::time::Duration::from_secs_f64(a.body_read_timeout.max(0.001)),
         default_max_tokens: a.default_max_tokens,
     };
     // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them
@@ -108,5 +116,38 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// The API key: --api-key, else --api-key-file's first line, else the MEDR1_API_KEY variable.
+fn api_key(flag: Option<String>, file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("{}: cannot read the API key file", f.display()))?;
+        let key = text.lines().next().unwrap_or("").trim().to_string();
+        anyhow::ensure!(!key.is_empty(), "{}: the API key file is empty", f.display());
+        return Ok(Some(key));
+    }
+    Ok(std::env::var("MEDR1_API_KEY").ok().filter(|k| !k.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_comes_from_the_flag_else_the_file_else_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "  from-file  \nsecond line\n").unwrap();
+        assert_eq!(api_key(Some("flag".into()), Some(&f)).unwrap().as_deref(), Some("flag"));
+        assert_eq!(api_key(None, Some(&f)).unwrap().as_deref(), Some("from-file"));
+        let missing = format!("{:#}", api_key(None, Some(&dir.path().join("nope"))).unwrap_err());
+        assert!(missing.contains("nope: cannot read the API key file"), "{missing}");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(api_key(None, Some(&f)).is_err(), "an empty key file is an error, not an open server");
     }
 }

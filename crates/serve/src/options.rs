@@ -16,6 +16,8 @@ pub struct ServeOptions {
     pub max_image_bytes: usize,
     pub max_image_pixels: u64,
     pub default_max_tokens: usize,
+    /// Longest wait for a request's body once its headers have arrived.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -32,6 +34,7 @@ impl Default for ServeOptions {
             max_image_bytes: 20 << 20,
             max_image_pixels: 4096 * 4096,
             default_max_tokens: 256,
+            body_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

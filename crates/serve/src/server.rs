@@ -32,6 +32,7 @@ pub struct AppState {
     /// `max_tokens` when a request gives none (capped by the context left).
     pub default_max_tokens: usize,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub started: u64,
     next_id: AtomicU64,
 }
@@ -46,6 +47,7 @@ impl AppState {
             limits: opts.limits(),
             default_max_tokens: opts.default_max_tokens,
             max_body_bytes: opts.max_body_bytes,
+            body_read_timeout: opts.body_read_timeout,
             started: now(),
             next_id: AtomicU64::new(1),
         }
@@ -92,7 +94,10 @@ fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &state.api_key else { return Ok(()) };
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(key.as_str()) {
+    // Compared in constant time, so the response time says nothing about how much of a guess
+    // was right.
+    let matches = given.is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g.as_bytes(), key.as_bytes())));
+    if !matches {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -167,7 +172,21 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
 /// Reads the body up to `limit` bytes. A larger body is still drained (up to 4x the limit) before
 /// the 413 goes out: a server that answers and hangs up mid-upload leaves the client with a broken
 /// pipe instead of the error.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the body within `limit` bytes and `timeout` (a client that sends headers and then
+/// nothing, or trickles its body, is answered 408 and its connection freed).
+async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, read_body_within(body, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!("the request body did not arrive within {:.0} s (--body-read-timeout)", timeout.as_secs_f64()),
+        )
+        .code("timeout")),
+    }
+}
+
+async fn read_body_within(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     use tokio_stream::StreamExt;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
@@ -198,7 +217,7 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
         )
         .code("unsupported_media_type"));
     }
-    let body = read_body(body, st.max_body_bytes).await?;
+    let body = read_body(body, st.max_body_bytes, st.body_read_timeout).await?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!("We could not parse the JSON body of your request: {e}")).code("invalid_json")
     })?;

@@ -290,6 +290,9 @@ fn every_bad_input_gets_its_error_and_the_server_keeps_serving() {
         ("image too many pixels", json!({"messages": image_message(&big_png(), "q")}).to_string(), vec![], 400, "image_too_large"),
         ("local file outside the folder", json!({"messages": image_message(&xray().display().to_string(), "q")}).to_string(), vec![], 403, ""),
         ("path traversal", json!({"messages": image_message("../../../../../../etc/passwd", "q")}).to_string(), vec![], 403, ""),
+        // Outside is 403 whether or not the file exists: no probing of the file system.
+        ("missing file outside the folder", json!({"messages": image_message("/no/such/dir/x.png", "q")}).to_string(), vec![], 403, ""),
+        ("missing file by traversal", json!({"messages": image_message("../no-such-file.png", "q")}).to_string(), vec![], 403, ""),
         ("a folder, not an image", json!({"messages": image_message(&format!("{}/../{}", dir.display(), dir.file_name().unwrap().to_string_lossy()), "q")}).to_string(), vec![], 400, "invalid_image"),
         ("missing local file", json!({"messages": image_message("nope.png", "q")}).to_string(), vec![], 400, "invalid_image"),
     ];
@@ -444,4 +447,25 @@ fn a_client_that_stops_reading_does_not_block_others() {
         assert_eq!(st, 200, "{v}");
     }
     drop(stalled);
+}
+
+/// A client that sends its headers and then no body is answered 408 after the body-read
+/// timeout, instead of holding the connection until it leaves.
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    use std::io::{Read, Write};
+    let s = TestServer::start(ServeOptions { body_read_timeout: std::time::Duration::from_millis(300), ..opts() });
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("--body-read-timeout"), "{head}");
 }
