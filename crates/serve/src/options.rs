@@ -18,7 +18,14 @@ pub struct ServeOptions {
     pub default_max_tokens: usize,
     /// Longest wait for a request's body once its headers have arrived.
     pub body_read_timeout: std::time::Duration,
+    /// Longest prompt accepted, in tokens (images included), well below the model's context.
+    pub max_prompt_tokens: usize,
 }
+
+/// 4096 tokens: a Med-R1 question with one image at Qwen2-VL's default pixel budget is about 600;
+/// several images still fit, while one request cannot ask for the tens of GB a 32k-token prefill
+/// would take.
+pub const DEFAULT_MAX_PROMPT_TOKENS: usize = 4096;
 
 impl Default for ServeOptions {
     /// The command line's defaults.
@@ -35,6 +42,7 @@ impl Default for ServeOptions {
             max_image_pixels: 4096 * 4096,
             default_max_tokens: 256,
             body_read_timeout: std::time::Duration::from_secs(30),
+            max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct AppState {
     pub default_max_tokens: usize,
     pub max_body_bytes: usize,
     pub body_read_timeout: std::time::Duration,
+    pub max_prompt_tokens: usize,
     pub started: u64,
     next_id: AtomicU64,
 }
@@ -48,6 +49,7 @@ impl AppState {
             default_max_tokens: opts.default_max_tokens,
             max_body_bytes: opts.max_body_bytes,
             body_read_timeout: opts.body_read_timeout,
+            max_prompt_tokens: opts.max_prompt_tokens,
             started: now(),
             next_id: AtomicU64::new(1),
         }
@@ -153,6 +155,16 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
         .map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
     let prompt_tokens =
         p.tokenize(&p.expand(&prompt)).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?.len();
+    if prompt_tokens > st.max_prompt_tokens {
+        // Prefill memory and time grow with the prompt (quadratically in attention): one huge
+        // prompt must not take the server, or every other request's latency, with it.
+        return Err(ApiError::invalid(format!(
+            "the prompt is {prompt_tokens} tokens, more than this server's limit of {} (--max-prompt-tokens)",
+            st.max_prompt_tokens
+        ))
+        .param("messages")
+        .code("prompt_too_long"));
+    }
     let ctx = st.ck.config.text.max_position_embeddings;
     let max_tokens = match req.max_tokens {
         Some(m) => m,

@@ -469,3 +469,18 @@ fn a_body_that_never_arrives_times_out() {
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(head.contains("--body-read-timeout"), "{head}");
 }
+
+/// A prompt longer than --max-prompt-tokens is refused before any prefill, and the server goes on
+/// answering normal requests.
+#[test]
+fn prompts_over_the_token_limit_are_refused() {
+    let s = TestServer::start(ServeOptions { max_prompt_tokens: 64, ..opts() });
+    let endpoint = format!("{}/v1/chat/completions", s.url);
+    let long = json!({"messages": [{"role": "user", "content": "lung nodule ".repeat(200)}]}).to_string();
+    let (st, v) = post(&endpoint, &long, &[]);
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "prompt_too_long", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-prompt-tokens"), "{v}");
+    let (st, v) = post(&endpoint, &json!({"messages": [{"role": "user", "content": "hi"}]}).to_string(), &[]);
+    assert_eq!(st, 200, "{v}");
+}
