@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Read the API key from this file (its first line, trimmed).
     #[arg(long, conflicts_with = "api_key")]
     pub api_key_file: Option<PathBuf>,
+    /// Requests one client address may have in flight (a stream counts until it ends); more get
+    /// 429. 0: no limit.
+    #[arg(long, default_value_t = 64)]
+    pub max_requests_per_client: usize,
     /// Longest prompt accepted, in tokens (images included); longer ones get 400 prompt_too_long.
     #[arg(long, default_value_t = serve::options::DEFAULT_MAX_PROMPT_TOKENS)]
     pub max_prompt_tokens: usize,
@@ -78,6 +82,7 @@ pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
         max_image_pixels,
         body_read_timeout: std::time::Duration::from_secs_f64(a.body_read_timeout.max(0.001)),
         max_prompt_tokens: a.max_prompt_tokens,
+        max_requests_per_client: a.max_requests_per_client,
         default_max_tokens: a.default_max_tokens,
     };
     // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them

@@ -78,6 +78,7 @@ pub async fn start(
                 _ = stop => {}
             }
         };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
             tracing::error!("server error: {e}");
         }

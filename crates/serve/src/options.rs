@@ -20,6 +20,8 @@ pub struct ServeOptions {
     pub body_read_timeout: std::time::Duration,
     /// Longest prompt accepted, in tokens (images included), well below the model's context.
     pub max_prompt_tokens: usize,
+    /// Requests one client address may have in flight (streams count until they end); 0: no limit.
+    pub max_requests_per_client: usize,
 }
 
 /// 4096 tokens: a Med-R1 question with one image at Qwen2-VL's default pixel budget is about 600;
@@ -43,6 +45,7 @@ impl Default for ServeOptions {
             default_max_tokens: 256,
             body_read_timeout: std::time::Duration::from_secs(30),
             max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
+            max_requests_per_client: 64,
         }
     }
 }

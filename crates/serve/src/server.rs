@@ -34,6 +34,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub body_read_timeout: std::time::Duration,
     pub max_prompt_tokens: usize,
+    pub max_requests_per_client: usize,
+    /// Requests in flight per client address.
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
     pub started: u64,
     next_id: AtomicU64,
 }
@@ -50,6 +53,8 @@ impl AppState {
             max_body_bytes: opts.max_body_bytes,
             body_read_timeout: opts.body_read_timeout,
             max_prompt_tokens: opts.max_prompt_tokens,
+            max_requests_per_client: opts.max_requests_per_client,
+            clients: Default::default(),
             started: now(),
             next_id: AtomicU64::new(1),
         }
@@ -68,8 +73,79 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         // The chat handler enforces the body limit itself (see read_body).
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), limit_clients))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
+}
+
+/// A client's place among its in-flight requests, given back when dropped.
+struct Slot {
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.clients.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A response body that holds its request's slot until the body is done (a stream counts as in
+/// flight until it ends or its client leaves).
+struct Guarded {
+    inner: Body,
+    _slot: Slot,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// At most `--max-requests-per-client` requests in flight per client address; more get 429.
+async fn limit_clients(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let (Some(ip), true) = (ip, st.max_requests_per_client > 0) else { return next.run(req).await };
+    {
+        let mut m = st.clients.lock().unwrap();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= st.max_requests_per_client {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!(
+                    "this client already has {} requests in flight, the server's limit (--max-requests-per-client)",
+                    st.max_requests_per_client
+                ),
+            )
+            .code("too_many_requests")
+            .into_response();
+        }
+        *n += 1;
+    }
+    let slot = Slot { clients: st.clients.clone(), ip };
+    next.run(req).await.map(|b| Body::new(Guarded { inner: b, _slot: slot }))
 }
 
 /// One `tracing` event per request (target `medr1::request`, level info): method, path, status,

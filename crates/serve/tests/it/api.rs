@@ -484,3 +484,41 @@ fn prompts_over_the_token_limit_are_refused() {
     let (st, v) = post(&endpoint, &json!({"messages": [{"role": "user", "content": "hi"}]}).to_string(), &[]);
     assert_eq!(st, 200, "{v}");
 }
+
+/// One client may hold at most --max-requests-per-client requests in flight: with a limit of 1,
+/// a second request while the first still streams gets 429, and once the first client has gone
+/// the next request is served.
+#[test]
+fn a_client_over_its_request_limit_gets_429() {
+    use std::io::{Read, Write};
+    let s = TestServer::start(ServeOptions { max_requests_per_client: 1, ..opts() });
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let endpoint = format!("{}/v1/chat/completions", s.url);
+    // A long stream, read until its first event and then held open.
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true, "max_tokens": 20000, "ignore_eos": true}).to_string();
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data:") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let hi = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).to_string();
+    let (st, v) = post(&endpoint, &hi, &[]);
+    assert_eq!(st, 429, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_requests", "{v}");
+    // The streaming client leaves; its slot is given back when the server notices.
+    drop(c);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = post(&endpoint, &hi, &[]).0;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status, 200, "the slot was never given back");
+}
