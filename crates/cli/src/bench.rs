@@ -7,7 +7,6 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::time::Instant;
-use vlm::config::Qwen2VlConfig;
 use vlm::generate::{generate, GenerateOptions, Sampling};
 use vlm::image_processor::{ImageProcessor, RgbImage};
 use vlm::model::Batch;
@@ -35,15 +34,11 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-pub fn config_for(shape: Shape) -> Result<Qwen2VlConfig> {
-    Ok(shape.config()?)
-}
-
 pub fn run(a: BenchArgs) -> Result<()> {
     // Must happen before candle or gemm touch the global thread pool.
     std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
     let dtype = a.dtype.dtype();
-    let cfg = config_for(a.shape)?;
+    let cfg = a.shape.config()?;
     let t0 = Instant::now();
     let mut model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;

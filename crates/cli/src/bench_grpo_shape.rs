@@ -44,7 +44,7 @@ pub struct ShapeBench {
 }
 
 pub fn run(b: &ShapeBench) -> Result<Value> {
-    let cfg = crate::bench::config_for(b.shape)?;
+    let cfg = b.shape.config()?;
     let bf16 = b.lora.as_ref().is_some_and(|l| l.base_bf16);
     let t0 = Instant::now();
     let start =

@@ -21,9 +21,7 @@ pub fn letter_token(text: &str) -> Option<(String, char)> {
 
 /// The byte offset, in `output`, of the word Med-R1's rule reads.
 pub fn answer_offset(output: &str) -> Option<usize> {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| regex::Regex::new(r"<answer>\s*(\w+)\s*</answer>").unwrap());
-    re.captures(output).and_then(|c| c.get(1)).map(|m| m.start())
+    crate::extract::med_r1_answer_at(output).map(|(at, _)| at)
 }
 
 /// The index of the token whose text spans byte `offset`, given the decoded length of each

@@ -25,10 +25,17 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("valid pattern"))
 }
 
+/// The word in the first `<answer> X </answer>`, as Med-R1's evaluation reads it, with its
+/// byte offset in `output` (where the model's answer token is: see `crate::confidence`).
+pub fn med_r1_answer_at(output: &str) -> Option<(usize, String)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let m = re(&RE, r"<answer>\s*(\w+)\s*</answer>").captures(output)?.get(1)?;
+    Some((m.start(), m.as_str().to_string()))
+}
+
 /// The word in the first `<answer> X </answer>`, as Med-R1's evaluation reads it.
 pub fn med_r1_answer(output: &str) -> Option<String> {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    re(&RE, r"<answer>\s*(\w+)\s*</answer>").captures(output).map(|c| c[1].to_string())
+    med_r1_answer_at(output).map(|(_, w)| w)
 }
 
 /// How the lenient reading found its letter.

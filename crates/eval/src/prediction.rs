@@ -76,6 +76,11 @@ pub fn read(path: &Path) -> Result<(Vec<Prediction>, Vec<String>)> {
     Ok((order.into_iter().map(|id| by_id.remove(&id).unwrap()).collect(), bad))
 }
 
+/// Scored (not failed) predictions by record id.
+pub fn by_id<'a>(preds: impl IntoIterator<Item = &'a Prediction>) -> HashMap<String, &'a Prediction> {
+    preds.into_iter().filter(|p| p.error.is_none()).map(|p| (p.id.clone(), p)).collect()
+}
+
 /// Cuts a torn last line (a kill mid-write leaves one without its newline) so that what is
 /// appended next starts on a line of its own; returns whether anything was cut. `read` reports
 /// such a line and the resumed run redoes its record.

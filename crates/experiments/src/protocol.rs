@@ -76,10 +76,6 @@ fn spread<'a>(items: &[&'a Record], limit: Option<usize>) -> Vec<&'a Record> {
     }
 }
 
-fn folder_name(domain: &str) -> String {
-    domain.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
-}
-
 /// Whether `dir` holds a finished training of `total` updates.
 fn finished(dir: &Path) -> Option<bool> {
     let state = rl::save::load_state(dir).ok()?.0;
@@ -119,7 +115,7 @@ pub fn run_protocol(
             batch_size: o.eval_batch_size,
             max_new_tokens: o.eval_max_new_tokens,
         };
-        let eval_dir = o.out.join("eval").join(folder_name(row));
+        let eval_dir = o.out.join("eval").join(report::file_safe(row));
         let ro = RunOptions {
             variant: o.train.prompt,
             out: eval_dir.clone(),
@@ -142,7 +138,7 @@ pub fn run_protocol(
         if (!wanted.is_empty() && !wanted.contains(&domain)) || p.train.is_empty() {
             continue;
         }
-        let train_dir = o.out.join("train").join(folder_name(&domain));
+        let train_dir = o.out.join("train").join(report::file_safe(&domain));
         let cfg = TrainConfig { out: train_dir.clone(), ..o.train.clone() };
         let train: Vec<Record> = p.train.iter().map(|r| (*r).clone()).collect();
         match finished(&train_dir) {

@@ -46,7 +46,8 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<DynamicImage> {
     }
 }
 
-fn refuse_truncated(bytes: &[u8], what: &str) -> Result<()> {
+/// An error naming `what` when the JPEG stream is truncated ([`is_truncated`]).
+pub fn refuse_truncated(bytes: &[u8], what: &str) -> Result<()> {
     if is_truncated(bytes) {
         return Err(ImageError::input(format!(
             "{what}: cannot decode image: image file is truncated (the JPEG data ends before its end-of-image marker)"

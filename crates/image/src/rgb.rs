@@ -53,11 +53,7 @@ impl RgbImage {
             if let Some((w, h)) = crate::jpeg::dimensions(bytes) {
                 crate::check_pixels(w as u64, h as u64, 1, what)?;
             }
-            if crate::jpeg::is_truncated(bytes) {
-                return Err(ImageError::input(format!(
-                    "{what}: cannot decode image: image file is truncated (the JPEG data ends before its end-of-image marker)"
-                )));
-            }
+            crate::jpeg::refuse_truncated(bytes, what)?;
             match crate::jpeg::decode(bytes, what) {
                 Ok(i) => i,
                 // CMYK and other rarities: the `image` crate's decoder.
@@ -65,17 +61,16 @@ impl RgbImage {
                     .map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?,
             }
         } else {
-            let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| ImageError::input(format!("{what}: cannot read image: {e}")))?;
-            if let Ok((w, h)) = image::ImageReader::new(std::io::Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| ImageError::input(e.to_string()))?
-                .into_dimensions()
-            {
+            let reader = || {
+                image::ImageReader::new(std::io::Cursor::new(bytes))
+                    .with_guessed_format()
+                    .map_err(|e| ImageError::input(format!("{what}: cannot read image: {e}")))
+            };
+            // The header's size first: a small file can declare billions of pixels.
+            if let Ok((w, h)) = reader()?.into_dimensions() {
                 crate::check_pixels(w as u64, h as u64, 1, what)?;
             }
-            reader.decode().map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?
+            reader()?.decode().map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?
         };
         if img.width() == 0 || img.height() == 0 {
             return Err(ImageError::input(format!("{what}: image has zero size")));

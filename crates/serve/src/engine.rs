@@ -220,7 +220,7 @@ impl<'a> Engine<'a> {
             };
             if let Some(msg) = failure {
                 for id in new_jobs {
-                    self.fail_job(id, &msg, false);
+                    self.fail_job(id, &msg);
                 }
             }
         }
@@ -308,26 +308,34 @@ impl<'a> Engine<'a> {
             }
             if !alive {
                 // The client went away: stop all of its sequences now.
-                self.fail_job(job_id, "", true);
+                self.cancel_job(job_id);
             }
         }
         self.stats.active.store(self.gen.len(), Ordering::Relaxed);
     }
 
-    /// Removes a job and its sequences from the batch; tells the client `msg` unless it has gone
-    /// (`cancelled`: counted as cancelled sequences).
-    fn fail_job(&mut self, id: usize, msg: &str, cancelled: bool) {
-        if let Some(js) = self.jobs.remove(&id) {
-            if !cancelled {
-                let _ = js.out.send(Out::Error(msg.to_string()));
-            }
-            for s in js.seqs {
-                self.seqs.remove(&s);
-                let _ = self.gen.cancel(s);
-                if cancelled {
-                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+    /// Removes a job and its sequences from the batch, returning its client's channel.
+    fn remove_job(&mut self, id: usize) -> Option<UnboundedSender<Out>> {
+        let js = self.jobs.remove(&id)?;
+        for s in js.seqs {
+            self.seqs.remove(&s);
+            let _ = self.gen.cancel(s);
+        }
+        Some(js.out)
+    }
+
+    /// A job the model could not take: its client gets `msg`.
+    fn fail_job(&mut self, id: usize, msg: &str) {
+        if let Some(out) = self.remove_job(id) {
+            let _ = out.send(Out::Error(msg.to_string()));
+        }
+    }
+
+    /// A job whose client went away: its sequences stop now, counted as cancelled.
+    fn cancel_job(&mut self, id: usize) {
+        let n = self.jobs.get(&id).map_or(0, |js| js.seqs.len());
+        if self.remove_job(id).is_some() {
+            self.stats.cancelled.fetch_add(n, Ordering::Relaxed);
         }
     }
 }

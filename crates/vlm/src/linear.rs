@@ -218,7 +218,9 @@ impl Module for Linear {
             LinearKernel::Trainable(w) => self.add_bias(x2.matmul(&w.t()?)?)?,
             // A gradient must reach the input but not the constant weight.
             _ if x2.track_op() => {
-                let op = FrozenMatmul { layer: Linear { bias: None, lora: None, ..self.clone() } };
+                let op = FrozenMatmul {
+                    layer: Linear { kernel: self.kernel.clone(), bias: None, name: String::new(), lora: None },
+                };
                 self.add_bias(x2.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)?
             }
             _ if self.bias.as_ref().is_some_and(|b| b.track_op()) => self.add_bias(self.product(&x2)?)?,

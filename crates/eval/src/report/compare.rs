@@ -6,6 +6,8 @@
 
 use super::matrix::{domain_of, RESAMPLES, SEED};
 use super::Axis;
+#[cfg(test)]
+use crate::prediction::by_id;
 use crate::prediction::Prediction;
 use crate::statistics::{paired_bootstrap, PairedDifference};
 use std::collections::{BTreeMap, HashMap};
@@ -48,11 +50,6 @@ pub fn compare(a: &HashMap<String, &Prediction>, b: &HashMap<String, &Prediction
         only_a: only(a, b),
         only_b: only(b, a),
     }
-}
-
-/// Scored predictions by record id.
-pub fn by_id<'a>(preds: impl IntoIterator<Item = &'a Prediction>) -> HashMap<String, &'a Prediction> {
-    preds.into_iter().filter(|p| p.error.is_none()).map(|p| (p.id.clone(), p)).collect()
 }
 
 fn row(scope: &str, d: &PairedDifference) -> String {

@@ -4,7 +4,7 @@
 //! record where the predictions are at hand (bootstrap interval, McNemar's p).
 
 use super::{Axis, Run};
-use crate::prediction::Prediction;
+use crate::prediction::{by_id, Prediction};
 use crate::statistics::{paired_bootstrap, PairedDifference};
 use crate::summary::Accuracy;
 use std::collections::{BTreeMap, HashMap};
@@ -117,18 +117,15 @@ pub fn domain_of(p: &Prediction, axis: Axis) -> &str {
 }
 
 /// Scored predictions of the runs of `prompt` trained on each domain, by record id.
-fn predictions_by_row<'a>(
+pub fn predictions_by_row<'a>(
     runs: &'a [Run],
     axis: Axis,
     prompt: &str,
-) -> BTreeMap<String, HashMap<&'a str, &'a Prediction>> {
-    let mut out: BTreeMap<String, HashMap<&str, &Prediction>> = BTreeMap::new();
+) -> BTreeMap<String, HashMap<String, &'a Prediction>> {
+    let mut out: BTreeMap<String, HashMap<String, &Prediction>> = BTreeMap::new();
     for r in runs.iter().filter(|r| r.summary.prompt == prompt) {
         let Some(row) = r.train_domain.as_deref().and_then(|d| row_key(axis, d)) else { continue };
-        let by_id = out.entry(row_name(axis, row)).or_default();
-        for p in r.predictions.iter().flatten().filter(|p| p.error.is_none()) {
-            by_id.insert(p.id.as_str(), p);
-        }
+        out.entry(row_name(axis, row)).or_default().extend(by_id(r.predictions.iter().flatten()));
     }
     out
 }

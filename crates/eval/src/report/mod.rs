@@ -316,8 +316,8 @@ fn calibration_section(runs: &[Run], out: &Path, files: &mut Vec<PathBuf>) -> Re
     Ok(md)
 }
 
-/// A label usable in a file name.
-fn file_safe(s: &str) -> String {
+/// A label usable in a file or folder name (letters, digits, `-`, `_`; anything else `_`).
+pub fn file_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
@@ -335,26 +335,10 @@ fn compare_runs(a: &Run, b: &Run, out: &Path, files: &mut Vec<PathBuf>) -> Resul
     let (Some(pa), Some(pb)) = (&a.predictions, &b.predictions) else {
         bail!("--diff {},{}: both folders need their predictions.jsonl to be paired", a.label, b.label);
     };
-    let c = compare::compare(&compare::by_id(pa), &compare::by_id(pb), (&a.label, &b.label));
+    let c = compare::compare(&crate::prediction::by_id(pa), &crate::prediction::by_id(pb), (&a.label, &b.label));
     let stem = format!("compare_{}_vs_{}", file_safe(&a.label), file_safe(&b.label));
     write_comparison(&c, &stem, out, files)?;
     Ok(format!("\n## {} minus {}, paired by record\n\n{}", a.label, b.label, c.to_markdown()))
-}
-
-/// Scored predictions of the runs of `prompt`, keyed by training-domain row and record.
-fn keyed_by_row<'a>(
-    runs: &'a [Run],
-    axis: Axis,
-    prompt: &str,
-) -> std::collections::BTreeMap<String, std::collections::HashMap<String, &'a Prediction>> {
-    let mut rows: std::collections::BTreeMap<String, std::collections::HashMap<String, &Prediction>> =
-        Default::default();
-    for r in runs.iter().filter(|r| r.summary.prompt == prompt) {
-        let Some(d) = r.train_domain.as_deref() else { continue };
-        let row = if d == matrix::BASE { d.to_string() } else { axis.canonical(d).unwrap_or(d).to_string() };
-        rows.entry(row).or_default().extend(compare::by_id(r.predictions.iter().flatten()));
-    }
-    rows
 }
 
 /// Two prompt variants over every training domain's runs: pairs are (training domain, record).
@@ -366,7 +350,7 @@ fn pooled_prompt_comparison(
     files: &mut Vec<PathBuf>,
 ) -> Result<String> {
     let flat = |p: &str| -> std::collections::HashMap<String, &Prediction> {
-        keyed_by_row(runs, axis, p)
+        matrix::predictions_by_row(runs, axis, p)
             .into_iter()
             .filter(|(row, _)| row != matrix::BASE)
             .flat_map(|(row, m)| m.into_iter().map(move |(id, p)| (format!("{row}/{id}"), p)))
@@ -386,7 +370,7 @@ fn pooled_prompt_comparison(
 
 /// The gain of each trained model over the base model (`medr1 protocol`'s base row).
 fn gains_section(runs: &[Run], axis: Axis, prompt: &str) -> String {
-    let rows = keyed_by_row(runs, axis, prompt);
+    let rows = matrix::predictions_by_row(runs, axis, prompt);
     let gains = compare::gains_over_base(&rows, axis);
     if gains.is_empty() {
         return String::new();

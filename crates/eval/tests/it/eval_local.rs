@@ -23,6 +23,16 @@ fn opts(out: &std::path::Path, limit: Option<usize>) -> RunOptions {
     }
 }
 
+/// `dst/predictions.jsonl`: the first `keep` lines of `src`'s and half of the next one, as a kill
+/// mid-write leaves it.
+fn torn_copy(src: &std::path::Path, dst: &std::path::Path, keep: usize) {
+    std::fs::create_dir_all(dst).unwrap();
+    let text = std::fs::read_to_string(src.join("predictions.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = &lines[keep][..lines[keep].len() / 2];
+    std::fs::write(dst.join("predictions.jsonl"), format!("{}\n{torn}", lines[..keep].join("\n"))).unwrap();
+}
+
 fn same_but_time(a: &Summary, b: &Summary) {
     let strip = |s: &Summary| Summary { seconds: 0.0, ..s.clone() };
     assert_eq!(strip(a), strip(b));
@@ -77,11 +87,7 @@ fn counts_add_up_and_resume_gives_the_same_summary() {
 
     // A kill mid-write: the last line is torn. It is ignored and its record redone.
     let killed_dir = tmp.path().join("killed");
-    std::fs::create_dir_all(&killed_dir).unwrap();
-    let text = std::fs::read_to_string(tmp.path().join("straight/predictions.jsonl")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let torn_line = &lines[12][..lines[12].len() / 2];
-    std::fs::write(killed_dir.join("predictions.jsonl"), format!("{}\n{torn_line}", lines[..12].join("\n"))).unwrap();
+    torn_copy(&tmp.path().join("straight"), &killed_dir, 12);
     let after_kill = run(&backend, &records, &opts(&killed_dir, None), &mut |_| {}).unwrap();
     same_but_time(&straight, &after_kill);
 
@@ -107,12 +113,8 @@ fn resume_after_a_torn_line_counts_every_record_once() {
     let backend = Local { checkpoint: &ck, name: "tiny".into(), batch_size: 4, max_new_tokens: 6 };
     let straight = run(&backend, &records, &opts(&tmp.path().join("straight"), None), &mut |_| {}).unwrap();
     assert_eq!(straight.failed, 0);
-    let text = std::fs::read_to_string(tmp.path().join("straight/predictions.jsonl")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
     let dir = tmp.path().join("killed");
-    std::fs::create_dir_all(&dir).unwrap();
-    let torn = &lines[12][..lines[12].len() / 2];
-    std::fs::write(dir.join("predictions.jsonl"), format!("{}\n{torn}", lines[..12].join("\n"))).unwrap();
+    torn_copy(&tmp.path().join("straight"), &dir, 12);
     let resumed = run(&backend, &records, &opts(&dir, None), &mut |_| {}).unwrap();
     same_but_time(&straight, &resumed);
     let (preds, bad) = prediction::read(&dir.join("predictions.jsonl")).unwrap();
