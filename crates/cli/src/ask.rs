@@ -39,7 +39,8 @@ pub struct AskArgs {
     /// Random seed for sampling; the same seed gives the same answer.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Weights' compute precision: f32 (reference) or bf16.
+    /// Weights' precision: f32 (the reference), bf16, or int8 (linear layers and the embedding
+    /// quantized per output channel as they load, or read as `medr1 quantize` stored them).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
     /// Keep special tokens (e.g. <|im_end|>) in the printed text.
@@ -52,7 +53,7 @@ pub struct AskArgs {
 
 pub fn run(a: AskArgs) -> Result<()> {
     let t0 = Instant::now();
-    let ck = Checkpoint::open(&a.model, a.dtype.dtype())?;
+    let ck = Checkpoint::open_as(&a.model, a.dtype)?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut content = Vec::new();
     let mut images = Vec::new();

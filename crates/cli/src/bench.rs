@@ -20,7 +20,7 @@ pub struct BenchArgs {
     /// Model shape: `tiny` (the bundled test checkpoint's) or `2b` (Qwen2-VL-2B-Instruct's).
     #[arg(long, value_enum, default_value_t = Shape::Tiny)]
     pub shape: Shape,
-    /// Compute precision: f32 or bf16.
+    /// Weights' precision: f32 (the reference), bf16 or int8.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
     /// Tokens to decode after the prefill.
@@ -29,7 +29,8 @@ pub struct BenchArgs {
     /// Worker threads (the baseline uses 2).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Print {"prefill_seconds", "decode_tokens_per_second", "prompt_tokens"} as JSON.
+    /// Print {"prefill_seconds", "decode_tokens_per_second", "prompt_tokens", ..., "peak_rss_bytes",
+    /// "weights_bytes"} as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -37,16 +38,17 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<()> {
     // Must happen before candle or gemm touch the global thread pool.
     std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
-    let dtype = a.dtype.dtype();
     let cfg = a.shape.config()?;
     let t0 = Instant::now();
-    let mut model = Qwen2Vl::load(&cfg, &RandomParams::new(dtype, candle_core::Device::Cpu, 0.02, 0))?;
+    let mut model = Qwen2Vl::load(&cfg, &RandomParams::with_precision(a.dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;
-    let n_params: usize = model.params().iter().map(|(_, t)| t.elem_count()).sum();
+    let footprint = model.footprint()?;
     eprintln!(
-        "{} shape: {:.3} B parameters, built in {:.1}s",
+        "{} shape: {:.3} B parameters in {:.2} GB ({}), built in {:.1}s",
         a.shape,
-        n_params as f64 / 1e9,
+        footprint.params as f64 / 1e9,
+        footprint.bytes as f64 / 1e9,
+        a.dtype,
         t0.elapsed().as_secs_f64()
     );
 
@@ -75,6 +77,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         image_grid_thw: vec![pi.grid_thw],
     };
     eprintln!("prompt tokens {n}, image tokens {n_img}");
+    eprintln!("peak resident memory after loading {:.2} GB", peak_rss_bytes().unwrap_or(0) as f64 / 1e9);
 
     // The prefill as generation runs it: the prompt's forward and the next token's logits. The
     // baseline script's timed `model(**inputs)` also computes logits at every prompt position
@@ -118,15 +121,26 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         0.0
     };
+    let peak_rss = peak_rss_bytes();
+    eprintln!("peak resident memory {:.2} GB", peak_rss.unwrap_or(0) as f64 / 1e9);
     if a.json {
         println!(
             "{}",
             json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
             "shape": a.shape.name(), "dtype": a.dtype.name(), "new_tokens": a.new_tokens, "threads": a.threads,
-            "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f")})
+            "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f"),
+            "peak_rss_bytes": peak_rss, "weights_bytes": footprint.bytes, "parameters": footprint.params})
         );
     } else {
-        println!("RESULT shape={} dtype={} prefill_s={prefill:.2} prefill_all_logits_s={prefill_all:.2} generate_{}_s={total:.2} decode_tok_per_s={decode_tps:.3}", a.shape, a.dtype, a.new_tokens);
+        println!("RESULT shape={} dtype={} prefill_s={prefill:.2} prefill_all_logits_s={prefill_all:.2} generate_{}_s={total:.2} decode_tok_per_s={decode_tps:.3} peak_rss_gb={:.2} weights_gb={:.2}", a.shape, a.dtype, a.new_tokens, peak_rss.unwrap_or(0) as f64 / 1e9, footprint.bytes as f64 / 1e9);
     }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM in /proc/self/status), where the system reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -57,7 +57,8 @@ pub struct EvalArgs {
     /// Resize every image to WxH first (PIL bicubic), as Med-R1 does with 384x384.
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub resize: Option<(u32, u32)>,
-    /// Local weights' compute precision: f32 (reference) or bf16.
+    /// Weights' precision: f32 (the reference), bf16, or int8 (linear layers and the embedding
+    /// quantized per output channel as they load, or read as `medr1 quantize` stored them).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
     /// The domain the model was trained on (a modality or question type), recorded in the summary
@@ -132,7 +133,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let endpoint;
     let backend: &dyn Backend = match (&a.model, &a.endpoint) {
         (Some(m), None) => {
-            ck = Checkpoint::open(m, a.dtype.dtype())?;
+            ck = Checkpoint::open_as(m, a.dtype)?;
             local = Local {
                 checkpoint: &ck,
                 name: m.display().to_string(),

@@ -9,6 +9,7 @@ mod eval;
 mod lenient;
 mod output;
 mod protocol;
+mod quantize;
 mod serve;
 mod train;
 
@@ -77,6 +78,8 @@ enum Command {
     Dump(dump::DumpArgs),
     /// Measure prefill time and decode speed at the tiny or the real 2B shape (random weights).
     Bench(bench::BenchArgs),
+    /// Write a checkpoint with its weights in int8 (loads with --dtype int8 in seconds).
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// `medr1 data stats ... | head` should end quietly, as Unix tools do, not panic on a closed pipe
@@ -106,6 +109,7 @@ fn main() {
         Command::Merge(a) => train::merge(a),
         Command::BenchGrpo(a) => train::bench_grpo(a),
         Command::Bench(a) => bench::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

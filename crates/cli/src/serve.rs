@@ -52,7 +52,8 @@ pub struct ServeArgs {
     /// `max_tokens` for requests that give none (capped by the context left).
     #[arg(long, default_value_t = 256)]
     pub default_max_tokens: usize,
-    /// Weights' compute precision: f32 (reference) or bf16.
+    /// Weights' precision: f32 (the reference), bf16, or int8 (linear layers and the embedding
+    /// quantized per output channel as they load, or read as `medr1 quantize` stored them).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
 }
@@ -60,7 +61,7 @@ pub struct ServeArgs {
 /// `max_image_pixels`: the global `--max-image-pixels` (width x height, checked from each
 /// image's header before decompressing).
 pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
-    let ck = Checkpoint::open(&a.model, a.dtype.dtype())?;
+    let ck = Checkpoint::open_as(&a.model, a.dtype)?;
     let served_model = a.served_model.clone().unwrap_or_else(|| {
         std::fs::canonicalize(&a.model)
             .ok()

@@ -36,7 +36,8 @@ pub struct TrainArgs {
     /// Print the settings (defaults merged with the file and overrides) as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Weights' storage precision for loading: f32 (training is float32 in any case).
+    /// Weights' storage precision for loading: f32 or bf16 (training is float32 in any case; int8
+    /// is refused).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
 }
@@ -148,6 +149,9 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     }
     crate::output::ensure_writable(&cfg.out, "output")?;
     let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "training records")?;
+    if a.dtype.int8() {
+        bail!("--dtype int8 cannot train (training is float32): use f32 or bf16");
+    }
     let ck = Checkpoint::open(&cfg.model, a.dtype.dtype())?;
     let settings = cfg.out.join("train_config.toml");
     std::fs::write(&settings, cfg.to_toml()).with_context(|| format!("{}: cannot write", settings.display()))?;
@@ -324,6 +328,9 @@ pub struct BenchGrpoArgs {
 /// forward + backward, and the optimizer.
 pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
     if let Some(shape) = a.shape {
+        if a.lora_base_dtype.int8() {
+            bail!("--lora-base-dtype int8 is not supported yet (f32 or bf16)");
+        }
         let lora = (a.lora_r > 0).then(|| rl::lora::LoraSettings {
             r: a.lora_r,
             alpha: 2.0 * a.lora_r as f64,

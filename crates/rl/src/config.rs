@@ -218,6 +218,10 @@ impl TrainConfig {
 
     pub fn check(&self) -> Result<()> {
         anyhow::ensure!(
+            self.lora_base_dtype != vlm::precision::Precision::Int8,
+            "lora_base_dtype = \"int8\" is not supported yet: the frozen base is f32 or bf16 (int8 runs `ask`, `eval`, `serve` and `bench`)"
+        );
+        anyhow::ensure!(
             self.num_generations >= 2,
             "num_generations must be at least 2 (advantages compare completions of one prompt)"
         );

@@ -8,6 +8,7 @@ use crate::error::{Result, VlmError};
 use crate::image_processor::ImageProcessor;
 use crate::model::Qwen2Vl;
 use crate::params::CheckpointParams;
+use crate::precision::Precision;
 use crate::prompt::Processor;
 use crate::weights::{NameLayout, Weights};
 use candle_core::{DType, Device};
@@ -80,8 +81,22 @@ pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
 }
 
 impl Checkpoint {
-    /// Opens a checkpoint directory and builds the model in `dtype` on the CPU.
+    /// Opens a checkpoint directory and builds the model in `dtype` (float32 or bfloat16) on the
+    /// CPU; see [`Checkpoint::open_as`] for int8.
     pub fn open(dir: &Path, dtype: DType) -> Result<Self> {
+        let precision = match dtype {
+            DType::BF16 => Precision::Bf16,
+            DType::F32 => Precision::F32,
+            other => return Err(VlmError::input(format!("cannot load a model in {other:?} (f32, bf16 or int8)"))),
+        };
+        Self::open_as(dir, precision)
+    }
+
+    /// Opens a checkpoint directory and builds the model in `precision` on the CPU. With int8,
+    /// float weights are quantized as they are read (one at a time), and a checkpoint written by
+    /// `medr1 quantize` is read as stored; in float precisions an int8 checkpoint is dequantized.
+    pub fn open_as(dir: &Path, precision: Precision) -> Result<Self> {
+        let dtype = precision.dtype();
         if !dir.is_dir() {
             return Err(VlmError::file(dir, "checkpoint directory does not exist"));
         }
@@ -142,7 +157,8 @@ impl Checkpoint {
         let pad_token_id = generation.pad_token_id.or_else(|| tokenizer.token_to_id("<|endoftext|>")).unwrap_or(0);
         let weights = Weights::open(dir)?;
         let device = Device::Cpu;
-        let mut model = Qwen2Vl::load(&config, &CheckpointParams { weights: &weights, dtype, device })?;
+        let source = CheckpointParams { weights: &weights, dtype, device, int8: precision.int8() };
+        let mut model = Qwen2Vl::load(&config, &source)?;
         model.prepare_for_inference()?;
         let processor = Processor {
             tokenizer,

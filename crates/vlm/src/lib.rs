@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod dump;
+pub mod embedding;
 pub mod error;
 pub mod generate;
 pub mod generator;
@@ -24,6 +25,7 @@ pub mod ops;
 pub mod params;
 pub mod precision;
 pub mod prompt;
+pub mod quantized;
 pub mod recompute;
 pub mod rope;
 pub mod sampling;

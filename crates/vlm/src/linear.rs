@@ -8,10 +8,12 @@
 //! product [`Linear::product`], where the row-count dispatch (gemv for the few rows of decoding,
 //! gemm otherwise) is written once.
 
+use crate::kernels::int8::{self, PackedI8};
 use crate::kernels::{dense, gemv};
 use crate::lora::LoraAdapter;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How a linear layer's weight is stored and multiplied.
 #[derive(Debug, Clone)]
@@ -32,6 +34,10 @@ pub enum LinearKernel {
     /// rows of the [out, in] layout, otherwise widened to float32 for the product (candle's CPU
     /// bf16 gemm is slow: 19 s for the 2B prefill), accumulating in float32 as PyTorch does.
     Bf16 { weight: Tensor, transposed: bool },
+    /// A constant weight quantized to int8 per output channel ([`int8`]): W8A8 through VNNI for
+    /// many rows, weight-only streaming for a few. Shared (`Arc`) where one table serves twice
+    /// (the tied embedding and LM head).
+    Int8(Arc<PackedI8>),
 }
 
 impl LinearKernel {
@@ -46,11 +52,21 @@ impl LinearKernel {
         }
     }
 
-    /// The stored tensor, in whatever layout the kernel keeps it.
-    pub fn stored(&self) -> &Tensor {
+    /// The stored tensor, in whatever layout the kernel keeps it (none for int8, which is not a
+    /// candle tensor).
+    pub fn stored(&self) -> Option<&Tensor> {
         match self {
-            LinearKernel::Trainable(w) | LinearKernel::Frozen(w) | LinearKernel::DenseF32(w) => w,
-            LinearKernel::Bf16 { weight, .. } => weight,
+            LinearKernel::Trainable(w) | LinearKernel::Frozen(w) | LinearKernel::DenseF32(w) => Some(w),
+            LinearKernel::Bf16 { weight, .. } => Some(weight),
+            LinearKernel::Int8(_) => None,
+        }
+    }
+
+    /// Bytes the weight occupies.
+    pub fn bytes(&self) -> usize {
+        match self {
+            LinearKernel::Int8(p) => p.bytes(),
+            k => k.stored().map_or(0, |t| t.elem_count() * t.dtype().size_in_bytes()),
         }
     }
 
@@ -59,13 +75,49 @@ impl LinearKernel {
         matches!(self, LinearKernel::DenseF32(_) | LinearKernel::Bf16 { transposed: true, .. })
     }
 
-    /// The weight as [out, in] (a view of the stored memory when it is kept transposed).
+    /// The weight as [out, in] (a view of the stored memory when it is kept transposed; int8
+    /// dequantized to float32, a new tensor).
     pub fn weight_out_in(&self) -> Result<Tensor> {
-        if self.transposed() {
-            self.stored().t()
-        } else {
-            Ok(self.stored().clone())
+        match self {
+            LinearKernel::Int8(p) => Tensor::from_vec(p.dequantize(), (p.n, p.k), &candle_core::Device::Cpu),
+            k if k.transposed() => k.stored().expect("a float kernel").t(),
+            k => Ok(k.stored().expect("a float kernel").clone()),
         }
+    }
+}
+
+/// What a model's weights hold: parameter count and bytes (int8 tables at their stored size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub params: usize,
+    pub bytes: usize,
+}
+
+impl Footprint {
+    pub fn of(t: &Tensor) -> Footprint {
+        Footprint { params: t.elem_count(), bytes: t.elem_count() * t.dtype().size_in_bytes() }
+    }
+}
+
+impl std::ops::AddAssign for Footprint {
+    fn add_assign(&mut self, o: Footprint) {
+        self.params += o.params;
+        self.bytes += o.bytes;
+    }
+}
+
+/// A walk over a model's parameters in load order: float tensors, and int8 tables either kept
+/// as they are (`int8` is Some: for saving them quantized) or dequantized into `tensors`.
+#[derive(Default)]
+pub struct ParamWalk {
+    pub tensors: Vec<(String, Tensor)>,
+    pub int8: Option<Vec<(String, Arc<PackedI8>)>>,
+}
+
+impl ParamWalk {
+    /// A walk that keeps int8 tables quantized.
+    pub fn keeping_int8() -> Self {
+        ParamWalk { tensors: Vec::new(), int8: Some(Vec::new()) }
     }
 }
 
@@ -93,7 +145,11 @@ impl Linear {
 
     /// (out, in).
     pub fn dims(&self) -> Result<(usize, usize)> {
-        let (a, b) = self.kernel.stored().dims2()?;
+        let stored = match &self.kernel {
+            LinearKernel::Int8(p) => return Ok((p.n, p.k)),
+            k => k.stored().expect("a float kernel"),
+        };
+        let (a, b) = stored.dims2()?;
         Ok(if self.kernel.transposed() { (b, a) } else { (a, b) })
     }
 
@@ -101,8 +157,21 @@ impl Linear {
         Ok(self.dims()?.0)
     }
 
+    /// The weight's candle dtype (int8, which candle lacks, reports U8).
     pub fn weight_dtype(&self) -> DType {
-        self.kernel.stored().dtype()
+        self.kernel.stored().map_or(DType::U8, |t| t.dtype())
+    }
+
+    /// Quantizes a constant weight to int8 ([`LinearKernel::Int8`]); trainable weights are left
+    /// alone. Returns whether anything changed.
+    pub fn quantize_int8(&mut self) -> Result<bool> {
+        if matches!(self.kernel, LinearKernel::Trainable(_) | LinearKernel::Int8(_)) {
+            return Ok(false);
+        }
+        let (n, k) = self.dims()?;
+        let w: Vec<f32> = self.kernel.weight_out_in()?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        self.kernel = LinearKernel::Int8(Arc::new(PackedI8::quantize(&w, n, k)));
+        Ok(true)
     }
 
     /// Stores a constant weight [in, out] for inference: float32 becomes [`LinearKernel::DenseF32`],
@@ -119,18 +188,34 @@ impl Linear {
         Ok(true)
     }
 
-    /// Appends this layer's checkpoint tensors (`{name}.weight` as [out, in], `{name}.bias`).
-    pub fn push_params(&self, out: &mut Vec<(String, Tensor)>) -> Result<()> {
-        out.push((format!("{}.weight", self.name), self.kernel.weight_out_in()?));
+    /// Appends this layer's checkpoint tensors (`{name}.weight` as [out, in], `{name}.bias`); an
+    /// int8 weight goes to `out.int8` when the walk keeps them, dequantized otherwise.
+    pub fn push_params(&self, out: &mut ParamWalk) -> Result<()> {
+        let name = format!("{}.weight", self.name);
+        match (&self.kernel, &mut out.int8) {
+            (LinearKernel::Int8(p), Some(int8)) => int8.push((name, p.clone())),
+            (k, _) => out.tensors.push((name, k.weight_out_in()?)),
+        }
         if let Some(b) = &self.bias {
-            out.push((format!("{}.bias", self.name), b.clone()));
+            out.tensors.push((format!("{}.bias", self.name), b.clone()));
         }
         Ok(())
     }
 
+    /// The weight's and bias's parameters and bytes (a fused layer's parts are views: count either
+    /// the parts or the fused layer, not both).
+    pub fn footprint(&self) -> Result<Footprint> {
+        let (n, k) = self.dims()?;
+        let mut f = Footprint { params: n * k, bytes: self.kernel.bytes() };
+        if let Some(b) = &self.bias {
+            f += Footprint::of(b);
+        }
+        Ok(f)
+    }
+
     /// Every tensor the layer computes with (weight, bias, LoRA A and B), for recomputation.
     pub fn tensors(&self) -> Vec<Tensor> {
-        let mut v = vec![self.kernel.stored().clone()];
+        let mut v: Vec<Tensor> = self.kernel.stored().into_iter().cloned().collect();
         v.extend(self.bias.clone());
         if let Some(l) = &self.lora {
             v.extend([l.a.clone(), l.b.clone()]);
@@ -182,7 +267,8 @@ impl Linear {
                 let y = candle_product(&x.to_dtype(DType::F32)?, &weight.to_dtype(DType::F32)?, *transposed)?;
                 y.to_dtype(x.dtype())
             }
-            k => candle_product(x, k.stored(), k.transposed()),
+            LinearKernel::Int8(p) => int8_product(x, p, None),
+            k => candle_product(x, k.stored().expect("a float kernel"), k.transposed()),
         }
     }
 
@@ -195,8 +281,26 @@ impl Linear {
                 return Ok(y);
             }
         }
+        if let LinearKernel::Int8(p) = &self.kernel {
+            return int8_product(x, p, self.bias.as_ref());
+        }
         self.add_bias(self.product(x)?)
     }
+}
+
+/// `x W^T (+ bias)` with an int8 weight: weight-only for the few rows of decoding (the float32
+/// input is kept), W8A8 through VNNI for more. Output in `x`'s dtype.
+fn int8_product(x: &Tensor, w: &PackedI8, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (m, _) = x.dims2()?;
+    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
+    let isa = int8::Isa::detect();
+    let y = if m <= gemv::MAX_ROWS {
+        int8::matmul_weight_only(&xv, m, w, bv.as_deref(), isa)
+    } else {
+        int8::matmul_w8a8(&xv, m, w, bv.as_deref(), isa)
+    };
+    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
 }
 
 /// candle's matmul of `x` [m, k] with a weight [n, k] (or [k, n] when `transposed`).
@@ -359,8 +463,9 @@ mod tests {
                 assert!(err < tol, "{what} at {rows} rows: off by {err}");
             }
         }
-        let mut params = Vec::new();
-        dense.push_params(&mut params).unwrap();
+        let mut walk = ParamWalk::default();
+        dense.push_params(&mut walk).unwrap();
+        let params = walk.tensors;
         assert_eq!(params[0].0, "l.weight");
         assert_eq!(params[0].1.to_vec2::<f32>().unwrap(), w.to_vec2::<f32>().unwrap());
         assert_eq!(params[1].0, "l.bias");

@@ -88,12 +88,25 @@ impl Qwen2Vl {
     /// Every parameter by its canonical checkpoint name (legacy layout) and checkpoint shape, in
     /// load order: derived by walking the modules, so it always holds the tensors the model
     /// computes with (views of them where inference keeps a weight transposed or fused).
+    /// int8 tables come back dequantized (new float32 tensors): see [`Qwen2Vl::walk_params`] to
+    /// keep them quantized.
     pub fn params(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
+        self.walk_params(crate::linear::ParamWalk::default()).tensors
+    }
+
+    /// The parameter walk into `out` (which says whether int8 tables stay quantized).
+    pub fn walk_params(&self, mut out: crate::linear::ParamWalk) -> crate::linear::ParamWalk {
         // Reshapes and transposes of live tensors cannot fail.
         self.visual.push_params(&mut out).expect("vision parameters");
         self.text.push_params(&mut out).expect("decoder parameters");
         out
+    }
+
+    /// Parameters and bytes of all weights (int8 tables at their stored size).
+    pub fn footprint(&self) -> Result<crate::linear::Footprint> {
+        let mut f = self.visual.footprint()?;
+        f += self.text.footprint()?;
+        Ok(f)
     }
 
     /// Stores linear weights transposed ([in, out]) for faster gemm in the prefill (10-16% per
@@ -168,7 +181,7 @@ impl Qwen2Vl {
             return Err(VlmError::input(format!("token id {bad} is outside the vocabulary ({vocab})")));
         }
         let ids = Tensor::from_vec(flat.clone(), b * l, dev)?;
-        let text_emb = self.text.embed_tokens.index_select(&ids, 0)?;
+        let text_emb = self.text.embed_tokens.lookup(&ids)?;
         let merged = match &batch.pixel_values {
             None => {
                 if n_img_tokens > 0 {
@@ -251,7 +264,7 @@ impl Qwen2Vl {
         }
         let dev = self.device();
         let ids = Tensor::from_vec(tokens.to_vec(), b, dev)?;
-        let embeds = self.text.embed_tokens.index_select(&ids, 0)?.reshape((b, 1, self.cfg.text.hidden_size))?;
+        let embeds = self.text.embed_tokens.lookup(&ids)?.reshape((b, 1, self.cfg.text.hidden_size))?;
         // After the prompt, all three M-RoPE axes advance together: position = number of real
         // (unpadded) tokens before this one + delta.
         let pos: Vec<Vec<i64>> = rope_deltas

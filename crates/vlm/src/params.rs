@@ -3,7 +3,10 @@
 //! tensors (e.g. `Var`s for training), or with random values (benchmarks). The names handed out are
 //! recorded so gradients and saved checkpoints can be keyed by the checkpoint's own names.
 
+use crate::embedding::Embedding;
 use crate::error::{Result, VlmError};
+use crate::kernels::int8::PackedI8;
+use crate::linear::{Linear, LinearKernel};
 use crate::weights::Weights;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -13,13 +16,32 @@ pub trait ParamSource {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
     /// Whether the checkpoint has this tensor (for optional ones such as an untied `lm_head`).
     fn has(&self, name: &str) -> bool;
+    /// The [n, k] weight `name` in int8, when this source hands out int8 (quantizing a float
+    /// tensor as it is read, or reading one stored quantized); None for float sources.
+    fn get_int8(&self, _name: &str, _n: usize, _k: usize) -> Result<Option<PackedI8>> {
+        Ok(None)
+    }
 }
 
-/// Parameters read from a checkpoint's safetensors, converted to `dtype`.
+/// `get`, then per-channel int8 quantization: the float tensor lives only until it is quantized,
+/// so loading holds one float weight at a time.
+fn quantized(source: &dyn ParamSource, name: &str, n: usize, k: usize) -> Result<PackedI8> {
+    let w = source.get(name, &[n, k])?.to_dtype(DType::F32)?;
+    // Read in place (no second float copy: the 2B embedding is 0.93 GB in float32).
+    if let Some(p) = crate::kernels::dense::with_f32(&w, |v| PackedI8::quantize(v, n, k)) {
+        return Ok(p);
+    }
+    Ok(PackedI8::quantize(&w.flatten_all()?.to_vec1::<f32>()?, n, k))
+}
+
+/// Parameters read from a checkpoint's safetensors, converted to `dtype`; with `int8`, linear
+/// weights and the embedding are handed out quantized (read as stored when the checkpoint is
+/// already int8, quantized as they are read otherwise).
 pub struct CheckpointParams<'a> {
     pub weights: &'a Weights,
     pub dtype: DType,
     pub device: Device,
+    pub int8: bool,
 }
 
 impl ParamSource for CheckpointParams<'_> {
@@ -28,6 +50,15 @@ impl ParamSource for CheckpointParams<'_> {
     }
     fn has(&self, name: &str) -> bool {
         self.weights.contains(name)
+    }
+    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<Option<PackedI8>> {
+        if !self.int8 {
+            return Ok(None);
+        }
+        if let Some(p) = self.weights.get_int8(name, n, k)? {
+            return Ok(Some(p));
+        }
+        quantized(self, name, n, k).map(Some)
     }
 }
 
@@ -55,11 +86,18 @@ pub struct RandomParams {
     pub std: f64,
     pub seed: u64,
     pub counter: Mutex<u64>,
+    /// Hand out linear weights and the embedding quantized to int8 (the same draws as float).
+    pub int8: bool,
 }
 
 impl RandomParams {
     pub fn new(dtype: DType, device: Device, std: f64, seed: u64) -> Self {
-        RandomParams { dtype, device, std, seed, counter: Mutex::new(0) }
+        RandomParams { dtype, device, std, seed, counter: Mutex::new(0), int8: false }
+    }
+
+    /// The source for a model in `precision`.
+    pub fn with_precision(precision: crate::precision::Precision, device: Device, std: f64, seed: u64) -> Self {
+        RandomParams { int8: precision.int8(), ..Self::new(precision.dtype(), device, std, seed) }
     }
 }
 
@@ -85,6 +123,13 @@ impl ParamSource for RandomParams {
     }
     fn has(&self, _name: &str) -> bool {
         false
+    }
+    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<Option<PackedI8>> {
+        if self.int8 {
+            quantized(self, name, n, k).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -133,11 +178,24 @@ impl<'a> Params<'a> {
         self.source.has(&self.path(name))
     }
 
-    /// This scope as a linear layer: `weight` [out, in] and, when `bias`, `bias` [out].
-    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::linear::Linear> {
-        let w = self.get("weight", &[out_dim, in_dim])?;
-        let b = if bias { Some(self.get("bias", &[out_dim])?) } else { None };
-        Ok(crate::linear::Linear::named(w, b, self.name()))
+    /// This scope as a linear layer: `weight` [out, in] and, when `bias`, `bias` [out]. An int8
+    /// source gives the weight an int8 kernel (the bias stays float).
+    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
+        // The weight first, then the bias: the load order is the checkpoint walk's order.
+        let kernel = match self.source.get_int8(&self.path("weight"), out_dim, in_dim)? {
+            Some(q) => LinearKernel::Int8(std::sync::Arc::new(q)),
+            None => LinearKernel::for_weight(self.get("weight", &[out_dim, in_dim])?),
+        };
+        let bias = if bias { Some(self.get("bias", &[out_dim])?) } else { None };
+        Ok(Linear { kernel, bias, name: self.name().to_string(), lora: None })
+    }
+
+    /// The table `name` [rows, dim] as an embedding (int8 from an int8 source).
+    pub fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
+        if let Some(q) = self.source.get_int8(&self.path(name), rows, dim)? {
+            return Ok(Embedding::Int8(std::sync::Arc::new(q)));
+        }
+        Ok(Embedding::Dense(self.get(name, &[rows, dim])?))
     }
 }
 
@@ -155,8 +213,12 @@ impl<'a> Scoped<'a> {
         self.params().get(name, shape)
     }
 
-    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<crate::linear::Linear> {
+    pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
         self.params().linear(out_dim, in_dim, bias)
+    }
+
+    pub fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
+        self.params().embedding(name, rows, dim)
     }
 
     pub fn name(&self) -> &str {

@@ -1,4 +1,5 @@
-//! The storage precision a model is loaded in: float32 (the reference) or bfloat16. A closed set,
+//! The storage precision a model is loaded in: float32 (the reference), bfloat16, or int8 (linear
+//! layers and the embedding quantized per output channel; everything else float32). A closed set,
 //! typed everywhere it is chosen (`--dtype`, `lora_base_dtype`), so a misspelling is an error
 //! instead of a silent float32.
 
@@ -12,16 +13,25 @@ pub enum Precision {
     F32,
     #[serde(alias = "bfloat16")]
     Bf16,
+    /// Linear weights and the token embedding in int8 (see `kernels::int8`); activations, norms,
+    /// biases, softmax and rotary tables in float32.
+    Int8,
 }
 
 impl Precision {
-    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Bf16];
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
 
+    /// The candle dtype of the tensors that are not quantized (and of the activations).
     pub fn dtype(self) -> candle_core::DType {
         match self {
-            Precision::F32 => candle_core::DType::F32,
+            Precision::F32 | Precision::Int8 => candle_core::DType::F32,
             Precision::Bf16 => candle_core::DType::BF16,
         }
+    }
+
+    /// Whether linear weights are quantized to int8.
+    pub fn int8(self) -> bool {
+        self == Precision::Int8
     }
 
     /// The command-line and settings spelling.
@@ -29,6 +39,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -45,7 +56,8 @@ impl std::str::FromStr for Precision {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(Precision::F32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            _ => Err(format!("unknown precision `{s}` (f32 or bf16)")),
+            "int8" | "i8" => Ok(Precision::Int8),
+            _ => Err(format!("unknown precision `{s}` (f32, bf16 or int8)")),
         }
     }
 }
@@ -59,6 +71,7 @@ impl clap::ValueEnum for Precision {
         let alias = match self {
             Precision::F32 => "float32",
             Precision::Bf16 => "bfloat16",
+            Precision::Int8 => "i8",
         };
         Some(clap::builder::PossibleValue::new(self.name()).alias(alias))
     }
@@ -72,6 +85,8 @@ mod tests {
     fn spellings_parse_and_unknown_ones_are_errors() {
         assert_eq!("bfloat16".parse::<Precision>().unwrap(), Precision::Bf16);
         assert_eq!("F32".parse::<Precision>().unwrap(), Precision::F32);
+        assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
+        assert_eq!(Precision::Int8.dtype(), candle_core::DType::F32);
         assert!("f16".parse::<Precision>().is_err());
         #[derive(Deserialize)]
         struct S {

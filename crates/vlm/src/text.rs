@@ -4,8 +4,9 @@
 //! a batch of rollouts and many server requests at once.
 
 use crate::config::TextConfig;
+use crate::embedding::Embedding;
 use crate::error::Result;
-use crate::linear::Linear;
+use crate::linear::{Footprint, Linear, LinearKernel, ParamWalk};
 use crate::ops;
 use crate::params::Params;
 use candle_core::{DType, Module, Tensor};
@@ -113,10 +114,11 @@ impl KvCache {
 
 #[derive(Debug, Clone)]
 pub struct TextModel {
-    pub embed_tokens: Tensor,
+    pub embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
-    lm_head: Tensor,
+    /// The LM head; tied, it computes with the embedding's table (the same tensor or int8 table).
+    lm_head: Linear,
     /// Whether `lm_head` is `embed_tokens` (tied, and the checkpoint holds no `lm_head.weight`).
     tied: bool,
     pub cfg: TextConfig,
@@ -129,7 +131,7 @@ impl TextModel {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let m = p.pp("model");
-        let embed_tokens = m.get("embed_tokens.weight", &[cfg.vocab_size, d])?;
+        let embed_tokens = m.embedding("embed_tokens.weight", cfg.vocab_size, d)?;
         let mut layers = Vec::new();
         for i in 0..cfg.num_hidden_layers {
             let l = m.pp("layers").pp(i);
@@ -154,26 +156,57 @@ impl TextModel {
         }
         let norm = m.get("norm.weight", &[d])?;
         let tied = cfg.tie_word_embeddings && !p.has("lm_head.weight");
-        let lm_head = if tied { embed_tokens.clone() } else { p.get("lm_head.weight", &[cfg.vocab_size, d])? };
+        let lm_head = match (&embed_tokens, tied) {
+            (Embedding::Dense(t), true) => Linear::named(t.clone(), None, "lm_head"),
+            (Embedding::Int8(q), true) => {
+                Linear { kernel: LinearKernel::Int8(q.clone()), bias: None, name: "lm_head".into(), lora: None }
+            }
+            (_, false) => p.pp("lm_head").linear(cfg.vocab_size, d, false)?,
+        };
         Ok(TextModel { embed_tokens, layers, norm, lm_head, tied, cfg: cfg.clone(), recompute: None })
     }
 
     /// Appends the decoder's checkpoint tensors, walking the layers in load order (the LM head
     /// only when it is not tied to the embedding).
-    pub fn push_params(&self, out: &mut Vec<(String, Tensor)>) -> Result<()> {
-        out.push(("model.embed_tokens.weight".into(), self.embed_tokens.clone()));
+    pub fn push_params(&self, out: &mut ParamWalk) -> Result<()> {
+        let embed = "model.embed_tokens.weight".to_string();
+        match (&self.embed_tokens, &mut out.int8) {
+            (Embedding::Int8(p), Some(int8)) => int8.push((embed, p.clone())),
+            (e, _) => out.tensors.push((embed, e.table()?)),
+        }
         for (i, l) in self.layers.iter().enumerate() {
-            out.push((format!("model.layers.{i}.input_layernorm.weight"), l.input_layernorm.clone()));
-            out.push((format!("model.layers.{i}.post_attention_layernorm.weight"), l.post_attention_layernorm.clone()));
+            out.tensors.push((format!("model.layers.{i}.input_layernorm.weight"), l.input_layernorm.clone()));
+            out.tensors.push((
+                format!("model.layers.{i}.post_attention_layernorm.weight"),
+                l.post_attention_layernorm.clone(),
+            ));
             for lin in l.linears() {
                 lin.push_params(out)?;
             }
         }
-        out.push(("model.norm.weight".into(), self.norm.clone()));
+        out.tensors.push(("model.norm.weight".into(), self.norm.clone()));
         if !self.tied {
-            out.push(("lm_head.weight".into(), self.lm_head.clone()));
+            self.lm_head.push_params(out)?;
         }
         Ok(())
+    }
+
+    /// Parameters and bytes of the decoder's weights (a tied LM head counted once, as the table).
+    pub fn footprint(&self) -> Result<Footprint> {
+        let t = self.embed_tokens.table_dims();
+        let mut f = Footprint { params: t.0 * t.1, bytes: self.embed_tokens.bytes() };
+        for l in &self.layers {
+            f += Footprint::of(&l.input_layernorm);
+            f += Footprint::of(&l.post_attention_layernorm);
+            for lin in l.linears() {
+                f += lin.footprint()?;
+            }
+        }
+        f += Footprint::of(&self.norm);
+        if !self.tied {
+            f += self.lm_head.footprint()?;
+        }
+        Ok(f)
     }
 
     /// Every linear layer except the LM head (which shares its weight with the embedding).
@@ -260,7 +293,7 @@ impl TextModel {
 
     /// LM head: hidden [.., D] -> logits [.., V] in float32.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        Linear::new(self.lm_head.clone(), None).forward(hidden)?.to_dtype(DType::F32)
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
     }
 }
 

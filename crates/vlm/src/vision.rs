@@ -4,7 +4,7 @@
 
 use crate::config::VisionConfig;
 use crate::error::Result;
-use crate::linear::Linear;
+use crate::linear::{Footprint, Linear, ParamWalk};
 use crate::ops;
 use crate::params::Params;
 use crate::rope;
@@ -20,9 +20,9 @@ impl LayerNorm {
     fn load(p: Params, dim: usize) -> Result<Self> {
         Ok(LayerNorm { weight: p.get("weight", &[dim])?, bias: p.get("bias", &[dim])? })
     }
-    fn push_params(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{name}.weight"), self.weight.clone()));
-        out.push((format!("{name}.bias"), self.bias.clone()));
+    fn push_params(&self, name: &str, out: &mut ParamWalk) {
+        out.tensors.push((format!("{name}.weight"), self.weight.clone()));
+        out.tensors.push((format!("{name}.bias"), self.bias.clone()));
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(x, &self.weight, &self.bias, 1e-6)
@@ -234,9 +234,9 @@ impl VisionTower {
     }
 
     /// Appends the tower's checkpoint tensors, walking the modules in load order.
-    pub fn push_params(&self, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+    pub fn push_params(&self, out: &mut ParamWalk) -> Result<()> {
         let pe = self.patch_embed.reshape(&Self::patch_embed_shape(&self.cfg)[..])?;
-        out.push(("visual.patch_embed.proj.weight".into(), pe));
+        out.tensors.push(("visual.patch_embed.proj.weight".into(), pe));
         for (i, b) in self.blocks.iter().enumerate() {
             b.norm1.push_params(&format!("visual.blocks.{i}.norm1"), out);
             b.norm2.push_params(&format!("visual.blocks.{i}.norm2"), out);
@@ -248,6 +248,27 @@ impl VisionTower {
         self.merger.mlp_0.push_params(out)?;
         self.merger.mlp_2.push_params(out)?;
         Ok(())
+    }
+
+    /// Parameters and bytes of the tower's weights.
+    pub fn footprint(&self) -> Result<Footprint> {
+        let mut f = Footprint::of(&self.patch_embed);
+        let norm = |n: &LayerNorm| {
+            let mut f = Footprint::of(&n.weight);
+            f += Footprint::of(&n.bias);
+            f
+        };
+        for b in &self.blocks {
+            f += norm(&b.norm1);
+            f += norm(&b.norm2);
+            for lin in b.linears() {
+                f += lin.footprint()?;
+            }
+        }
+        f += norm(&self.merger.ln_q);
+        f += self.merger.mlp_0.footprint()?;
+        f += self.merger.mlp_2.footprint()?;
+        Ok(f)
     }
 
     /// Every linear layer, for in-place preparation (e.g. transposed inference weights).

@@ -138,6 +138,76 @@ fn bench_json_has_the_contract_fields() {
     assert!(v["prefill_seconds"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(v["prompt_tokens"].as_u64().unwrap(), 258);
+    // Every precision runs, and reports its peak memory and weights' bytes: int8 holds under half
+    // of float32's at this tiny shape (42%: norms, biases and the patch embedding stay float32,
+    // and channels are padded to 16; at the 2B shape it is 25%).
+    let mut bytes = Vec::new();
+    for dtype in ["f32", "bf16", "int8"] {
+        let out = medr1(&["bench", "--shape", "tiny", "--new-tokens", "2", "--dtype", dtype, "--json"]);
+        assert!(out.status.success(), "{dtype}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["dtype"], dtype);
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > v["weights_bytes"].as_u64().unwrap());
+        bytes.push(v["weights_bytes"].as_u64().unwrap());
+    }
+    assert_eq!(bytes[0], 2 * bytes[1], "bf16 is half of f32");
+    assert!(bytes[2] * 2 < bytes[0], "int8 {} vs f32 {}", bytes[2], bytes[0]);
+}
+
+/// `medr1 quantize` writes an int8 checkpoint (I8 tables + per-channel scales, a fraction of the
+/// float file) that answers exactly as quantizing at load does, and still loads in float32.
+#[test]
+fn quantize_writes_an_int8_checkpoint_that_answers_as_quantizing_at_load() {
+    let m = fixtures().join("model");
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("int8");
+    let out = medr1(&["quantize", "--model", m.to_str().unwrap(), "--out", q.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(q.join("quantization_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["quant_method"], "medr1-int8");
+    assert!(q.join("tokenizer.json").is_file() && q.join("config.json").is_file());
+    let (fsize, qsize) = (
+        std::fs::metadata(m.join("model.safetensors")).unwrap().len(),
+        std::fs::metadata(q.join("model.safetensors")).unwrap().len(),
+    );
+    assert!(qsize * 2 < fsize, "int8 file {qsize} bytes vs float {fsize}");
+    // SAFETY: the file is not modified while mapped.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(q.join("model.safetensors")) }.unwrap();
+    let view = st.get("model.layers.0.mlp.gate_proj.weight").unwrap();
+    assert_eq!(view.dtype(), safetensors::Dtype::I8);
+    assert!(st.get("model.layers.0.mlp.gate_proj.weight_scale").is_ok());
+    let img = fixtures().join("images/wide.png");
+    let ask = |model: &std::path::Path, dtype: &str| {
+        let out = medr1(&[
+            "ask",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            img.to_str().unwrap(),
+            "--question",
+            "Which organ? A: lung B: liver",
+            "--max-new-tokens",
+            "12",
+            "--dtype",
+            dtype,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{dtype}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["token_ids"].clone(), v["logprobs"].clone())
+    };
+    // Same quantized values, same kernels: bit-identical tokens and log-probs.
+    assert_eq!(ask(&q, "int8"), ask(&m, "int8"));
+    // In float32 the tables are dequantized: it runs, and is not the float model's exact output.
+    let (_, lp_deq) = ask(&q, "f32");
+    let (_, lp_f32) = ask(&m, "f32");
+    assert_ne!(lp_deq, lp_f32);
+    // Refusals: another dtype, and writing over the source.
+    let bad = medr1(&["quantize", "--model", m.to_str().unwrap(), "--out", q.to_str().unwrap(), "--dtype", "bf16"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("only int8"));
+    let same = medr1(&["quantize", "--model", m.to_str().unwrap(), "--out", m.to_str().unwrap()]);
+    assert!(!same.status.success() && String::from_utf8_lossy(&same.stderr).contains("source checkpoint"));
 }
 
 /// The pixel limit holds for `ask` as for the server: a PNG whose header declares 20000 x 20000

@@ -25,7 +25,7 @@ pub fn fuse(parts: &mut [&mut Linear]) -> Result<Option<Linear>> {
     if parts.iter().any(|l| l.bias.is_some() != with_bias) || in_dims.iter().any(|&d| d != in_dims[0]) {
         return Ok(None);
     }
-    let weights: Vec<&Tensor> = parts.iter().map(|l| l.kernel.stored()).collect();
+    let weights: Vec<&Tensor> = parts.iter().filter_map(|l| l.kernel.stored()).collect();
     let weight = Tensor::cat(&weights, 1)?;
     let bias = if with_bias {
         let bs: Vec<&Tensor> = parts.iter().map(|l| l.bias.as_ref().unwrap()).collect();
@@ -85,9 +85,10 @@ mod tests {
         assert!(close(&q.forward(&x).unwrap(), &yq));
         assert!(close(&k.forward(&x).unwrap(), &yk));
         // Their checkpoint tensors keep their names and [out, in] shapes.
-        let mut params = Vec::new();
-        q.push_params(&mut params).unwrap();
-        k.push_params(&mut params).unwrap();
+        let mut walk = crate::linear::ParamWalk::default();
+        q.push_params(&mut walk).unwrap();
+        k.push_params(&mut walk).unwrap();
+        let params = walk.tensors;
         let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["q.weight", "q.bias", "k.weight", "k.bias"]);
         assert_eq!(params[2].1.dims(), &[3, 6]);

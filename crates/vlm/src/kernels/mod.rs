@@ -9,4 +9,5 @@ pub mod dense;
 pub mod fastmath;
 pub mod fused;
 pub mod gemv;
+pub mod int8;
 pub mod vision_attention;
