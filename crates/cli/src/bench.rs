@@ -3,6 +3,7 @@
 //! tokens), with random weights at the tiny checkpoint's shape or the real Qwen2-VL-2B shape.
 
 use anyhow::Result;
+use candle_core::{DType, Device};
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -29,6 +30,11 @@ pub struct BenchArgs {
     /// Worker threads (the baseline uses 2).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Also build the float32 model from the same random draws and report how far this dtype is
+    /// from it: the prompt's next-token logits (relative L2 error) and the greedy tokens (the
+    /// fraction of the --new-tokens positions that agree, and the common prefix).
+    #[arg(long)]
+    pub against_f32: bool,
     /// Print {"prefill_seconds", "decode_tokens_per_second", "prompt_tokens", ..., "peak_rss_bytes",
     /// "weights_bytes"} as JSON.
     #[arg(long)]
@@ -84,11 +90,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // (about 120 GFLOP more at the 2B shape); that variant is timed too, alternately, to compare
     // with its `prefill_s` (its `generate_1_s` is the prefill as generation runs it).
     let (mut prefill, mut prefill_all) = (0.0, 0.0);
+    let mut next_logits = Vec::new();
     for _ in 0..2 {
         let t = Instant::now();
         let (hidden, _) = model.forward_hidden(&batch, None)?;
         let next = model.text.logits(&hidden.narrow(1, n - 1, 1)?)?;
-        drop(next);
+        next_logits = next.flatten_all()?.to_vec1::<f32>()?;
         prefill = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let (logits, _) = model.forward(&batch, None)?;
@@ -111,10 +118,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // Decode speed from the tokens' own timestamps: the first token comes with the prefill.
     let t = Instant::now();
     let mut stamps = Vec::new();
-    generate(&model, &batch, &opts, &mut |_, _| {
+    let generated = generate(&model, &batch, &opts, &mut |_, _| {
         stamps.push(t.elapsed().as_secs_f64());
         true
     })?;
+    let tokens = generated[0].tokens.clone();
     let total = t.elapsed().as_secs_f64();
     let decode_tps = if stamps.len() > 1 {
         (stamps.len() - 1) as f64 / (stamps[stamps.len() - 1] - stamps[0]).max(1e-9)
@@ -123,18 +131,45 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let peak_rss = peak_rss_bytes();
     eprintln!("peak resident memory {:.2} GB", peak_rss.unwrap_or(0) as f64 / 1e9);
+    let mut against = serde_json::Map::new();
+    if a.against_f32 {
+        drop(model);
+        let mut reference = Qwen2Vl::load(&cfg, &RandomParams::new(DType::F32, Device::Cpu, 0.02, 0))?;
+        reference.prepare_for_inference()?;
+        let (hidden, _) = reference.forward_hidden(&batch, None)?;
+        let want: Vec<f32> = reference.text.logits(&hidden.narrow(1, n - 1, 1)?)?.flatten_all()?.to_vec1()?;
+        let err = rel_l2(&next_logits, &want);
+        let ref_tokens = generate(&reference, &batch, &opts, &mut |_, _| true)?[0].tokens.clone();
+        let same = tokens.iter().zip(&ref_tokens).filter(|(a, b)| a == b).count();
+        let prefix = tokens.iter().zip(&ref_tokens).take_while(|(a, b)| a == b).count();
+        let frac = same as f64 / ref_tokens.len().max(1) as f64;
+        eprintln!(
+            "against f32: next-token logits rel err {err:.3e}; greedy tokens {same}/{} agree, common prefix {prefix}",
+            ref_tokens.len()
+        );
+        against.insert("logits_rel_err_vs_f32".into(), json!(err));
+        against.insert("greedy_match_vs_f32".into(), json!(frac));
+        against.insert("greedy_prefix_vs_f32".into(), json!(prefix));
+    }
     if a.json {
-        println!(
-            "{}",
-            json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
+        let v = json!({"prefill_seconds": prefill, "decode_tokens_per_second": decode_tps, "prompt_tokens": n,
             "shape": a.shape.name(), "dtype": a.dtype.name(), "new_tokens": a.new_tokens, "threads": a.threads,
             "generate_seconds": total, "prefill_all_logits_seconds": prefill_all, "vision_seconds": vision_seconds, "avx512": std::is_x86_feature_detected!("avx512f"),
-            "peak_rss_bytes": peak_rss, "weights_bytes": footprint.bytes, "parameters": footprint.params})
-        );
+            "peak_rss_bytes": peak_rss, "weights_bytes": footprint.bytes, "parameters": footprint.params});
+        let mut v = v;
+        v.as_object_mut().expect("an object").extend(against);
+        println!("{v}");
     } else {
         println!("RESULT shape={} dtype={} prefill_s={prefill:.2} prefill_all_logits_s={prefill_all:.2} generate_{}_s={total:.2} decode_tok_per_s={decode_tps:.3} peak_rss_gb={:.2} weights_gb={:.2}", a.shape, a.dtype, a.new_tokens, peak_rss.unwrap_or(0) as f64 / 1e9, footprint.bytes as f64 / 1e9);
     }
     Ok(())
+}
+
+/// |a - b| / |b| in the L2 norm.
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
 }
 
 /// The process's peak resident set (VmHWM in /proc/self/status), where the system reports it.

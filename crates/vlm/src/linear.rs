@@ -8,6 +8,7 @@
 //! product [`Linear::product`], where the row-count dispatch (gemv for the few rows of decoding,
 //! gemm otherwise) is written once.
 
+use crate::kernels::bf16::{self, PackedBf16};
 use crate::kernels::int8::{self, PackedI8};
 use crate::kernels::{dense, gemv};
 use crate::lora::LoraAdapter;
@@ -30,10 +31,14 @@ pub enum LinearKernel {
     /// A constant float32 weight stored [in, out] for inference: gemm runs 10-16% faster on it at
     /// the 2B shapes, and `gemv_t` streams it as fast as the row-major kernel.
     DenseF32(Tensor),
-    /// A constant bfloat16 weight, [out, in] or (`transposed`) [in, out]: `gemv_bf16` for a few
-    /// rows of the [out, in] layout, otherwise widened to float32 for the product (candle's CPU
-    /// bf16 gemm is slow: 19 s for the 2B prefill), accumulating in float32 as PyTorch does.
-    Bf16 { weight: Tensor, transposed: bool },
+    /// A constant bfloat16 weight [out, in] (the frozen base of LoRA training shares these):
+    /// `gemv_bf16` for a few rows; for many, bfloat16 inputs go through the `vdpbf16ps` kernel of
+    /// [`bf16`] (packed for the call) and float32 inputs are multiplied widened to float32, so
+    /// float32 activations keep float32 products.
+    Bf16(Tensor),
+    /// A constant bfloat16 weight packed for [`bf16`]'s kernel (inference): every row count goes
+    /// through `vdpbf16ps`, inputs rounded to bfloat16, accumulation in float32.
+    Bf16Packed(Arc<PackedBf16>),
     /// A constant weight quantized to int8 per output channel ([`int8`]): W8A8 through VNNI for
     /// many rows, weight-only streaming for a few. Shared (`Arc`) where one table serves twice
     /// (the tied embedding and LM head).
@@ -46,7 +51,7 @@ impl LinearKernel {
         if weight.track_op() {
             LinearKernel::Trainable(weight)
         } else if weight.dtype() == DType::BF16 {
-            LinearKernel::Bf16 { weight, transposed: false }
+            LinearKernel::Bf16(weight)
         } else {
             LinearKernel::Frozen(weight)
         }
@@ -57,8 +62,8 @@ impl LinearKernel {
     pub fn stored(&self) -> Option<&Tensor> {
         match self {
             LinearKernel::Trainable(w) | LinearKernel::Frozen(w) | LinearKernel::DenseF32(w) => Some(w),
-            LinearKernel::Bf16 { weight, .. } => Some(weight),
-            LinearKernel::Int8(_) => None,
+            LinearKernel::Bf16(weight) => Some(weight),
+            LinearKernel::Int8(_) | LinearKernel::Bf16Packed(_) => None,
         }
     }
 
@@ -66,13 +71,14 @@ impl LinearKernel {
     pub fn bytes(&self) -> usize {
         match self {
             LinearKernel::Int8(p) => p.bytes(),
+            LinearKernel::Bf16Packed(p) => p.bytes(),
             k => k.stored().map_or(0, |t| t.elem_count() * t.dtype().size_in_bytes()),
         }
     }
 
     /// Whether the stored tensor is [in, out].
     pub fn transposed(&self) -> bool {
-        matches!(self, LinearKernel::DenseF32(_) | LinearKernel::Bf16 { transposed: true, .. })
+        matches!(self, LinearKernel::DenseF32(_))
     }
 
     /// The weight as [out, in] (a view of the stored memory when it is kept transposed; int8
@@ -80,6 +86,7 @@ impl LinearKernel {
     pub fn weight_out_in(&self) -> Result<Tensor> {
         match self {
             LinearKernel::Int8(p) => Tensor::from_vec(p.dequantize(), (p.n, p.k), &candle_core::Device::Cpu),
+            LinearKernel::Bf16Packed(p) => Tensor::from_vec(p.unpack(), (p.n, p.k), &candle_core::Device::Cpu),
             k if k.transposed() => k.stored().expect("a float kernel").t(),
             k => Ok(k.stored().expect("a float kernel").clone()),
         }
@@ -147,6 +154,7 @@ impl Linear {
     pub fn dims(&self) -> Result<(usize, usize)> {
         let stored = match &self.kernel {
             LinearKernel::Int8(p) => return Ok((p.n, p.k)),
+            LinearKernel::Bf16Packed(p) => return Ok((p.n, p.k)),
             k => k.stored().expect("a float kernel"),
         };
         let (a, b) = stored.dims2()?;
@@ -159,7 +167,11 @@ impl Linear {
 
     /// The weight's candle dtype (int8, which candle lacks, reports U8).
     pub fn weight_dtype(&self) -> DType {
-        self.kernel.stored().map_or(DType::U8, |t| t.dtype())
+        match &self.kernel {
+            LinearKernel::Int8(_) => DType::U8,
+            LinearKernel::Bf16Packed(_) => DType::BF16,
+            k => k.stored().expect("a float kernel").dtype(),
+        }
     }
 
     /// Quantizes a constant weight to int8 ([`LinearKernel::Int8`]); trainable weights are left
@@ -174,17 +186,26 @@ impl Linear {
         Ok(true)
     }
 
-    /// Stores a constant weight [in, out] for inference: float32 becomes [`LinearKernel::DenseF32`],
-    /// bfloat16 keeps its kernel in the transposed layout (the widened product runs on it). Trainable weights and layers already
-    /// transposed are left alone; returns whether anything changed.
+    /// Stores a constant float32 weight [in, out] for inference ([`LinearKernel::DenseF32`]).
+    /// Other kernels are left alone; returns whether anything changed.
     pub fn prepare_dense_f32(&mut self) -> Result<bool> {
         self.kernel = match &self.kernel {
             LinearKernel::Frozen(w) if w.dtype() == DType::F32 => LinearKernel::DenseF32(w.t()?.contiguous()?),
-            LinearKernel::Bf16 { weight, transposed: false } => {
-                LinearKernel::Bf16 { weight: weight.t()?.contiguous()?, transposed: true }
-            }
             _ => return Ok(false),
         };
+        Ok(true)
+    }
+
+    /// Packs a constant bfloat16 weight for the `vdpbf16ps` kernel ([`LinearKernel::Bf16Packed`]),
+    /// replacing the [out, in] tensor (nothing is stored twice). Returns whether anything changed.
+    pub fn prepare_packed_bf16(&mut self) -> Result<bool> {
+        let LinearKernel::Bf16(w) = &self.kernel else { return Ok(false) };
+        let (n, k) = w.dims2()?;
+        let packed = with_bf16(w, |v| PackedBf16::pack(v, n, k)).map_or_else(
+            || Ok(PackedBf16::pack(&w.flatten_all()?.to_vec1::<half::bf16>()?, n, k)),
+            Ok::<_, candle_core::Error>,
+        )?;
+        self.kernel = LinearKernel::Bf16Packed(Arc::new(packed));
         Ok(true)
     }
 
@@ -254,19 +275,23 @@ impl Linear {
                     None => candle_product(x, w, transposed),
                 }
             }
-            LinearKernel::Bf16 { weight, transposed } => {
-                if decode && !transposed && weight.is_contiguous() {
-                    let (st, l) = weight.storage_and_layout();
-                    if let candle_core::Storage::Cpu(CpuStorage::BF16(wv)) = &*st {
-                        let wv = &wv[l.start_offset()..l.start_offset() + n * k];
-                        let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                        let y = gemv::gemv_bf16(wv, n, k, &xv, m);
+            LinearKernel::Bf16(weight) => {
+                if decode {
+                    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                    if let Some(y) = with_bf16(weight, |wv| gemv::gemv_bf16(wv, n, k, &xv, m)) {
                         return Tensor::from_vec(y, (m, n), x.device())?.to_dtype(x.dtype());
                     }
                 }
-                let y = candle_product(&x.to_dtype(DType::F32)?, &weight.to_dtype(DType::F32)?, *transposed)?;
+                if x.dtype() == DType::BF16 {
+                    // Packing costs a copy of the weight per call (about a tenth of the product).
+                    if let Some(p) = with_bf16(weight, |wv| PackedBf16::pack(wv, n, k)) {
+                        return bf16_product(x, &p, None);
+                    }
+                }
+                let y = candle_product(&x.to_dtype(DType::F32)?, &weight.to_dtype(DType::F32)?, false)?;
                 y.to_dtype(x.dtype())
             }
+            LinearKernel::Bf16Packed(p) => bf16_product(x, p, None),
             LinearKernel::Int8(p) => int8_product(x, p, None),
             k => candle_product(x, k.stored().expect("a float kernel"), k.transposed()),
         }
@@ -281,11 +306,35 @@ impl Linear {
                 return Ok(y);
             }
         }
-        if let LinearKernel::Int8(p) = &self.kernel {
-            return int8_product(x, p, self.bias.as_ref());
+        match &self.kernel {
+            LinearKernel::Int8(p) => return int8_product(x, p, self.bias.as_ref()),
+            LinearKernel::Bf16Packed(p) => return bf16_product(x, p, self.bias.as_ref()),
+            _ => {}
         }
         self.add_bias(self.product(x)?)
     }
+}
+
+/// Calls `f` on the contiguous bfloat16 data of a CPU tensor, without copying it.
+fn with_bf16<R>(t: &Tensor, f: impl FnOnce(&[half::bf16]) -> R) -> Option<R> {
+    if !t.is_contiguous() {
+        return None;
+    }
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        candle_core::Storage::Cpu(CpuStorage::BF16(v)) => Some(f(&v[l.start_offset()..][..t.elem_count()])),
+        _ => None,
+    }
+}
+
+/// `x W^T (+ bias)` with a packed bfloat16 weight (inputs rounded to bfloat16, float32
+/// accumulation); output in `x`'s dtype.
+fn bf16_product(x: &Tensor, w: &PackedBf16, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (m, _) = x.dims2()?;
+    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
+    let y = bf16::matmul(&xv, m, w, bv.as_deref(), bf16::Isa::detect());
+    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
 }
 
 /// `x W^T (+ bias)` with an int8 weight: weight-only for the few rows of decoding (the float32
@@ -453,7 +502,29 @@ mod tests {
         assert!(matches!(dense.kernel, LinearKernel::DenseF32(_)));
         assert!(!dense.prepare_dense_f32().unwrap());
         let bf16 = Linear::named(w.to_dtype(DType::BF16).unwrap(), Some(b.clone()), "l");
-        assert!(matches!(bf16.kernel, LinearKernel::Bf16 { transposed: false, .. }));
+        assert!(matches!(bf16.kernel, LinearKernel::Bf16(_)));
+        // As a bf16 model holds them: bias in bfloat16 too.
+        let bf16_model = Linear::named(w.to_dtype(DType::BF16).unwrap(), Some(b.to_dtype(DType::BF16).unwrap()), "l");
+        let mut packed = bf16_model.clone();
+        assert!(packed.prepare_packed_bf16().unwrap());
+        assert!(matches!(packed.kernel, LinearKernel::Bf16Packed(_)));
+        assert_eq!(packed.dims().unwrap(), (7, 5));
+        for rows in [1, 3, gemv::MAX_ROWS, gemv::MAX_ROWS + 1, 40] {
+            // bfloat16 inputs (as a bf16 model runs) through the unpacked and the packed kernel.
+            let xb = Tensor::randn(0f32, 1.0, (rows, 5), &d).unwrap().to_dtype(DType::BF16).unwrap();
+            let want = reference(&xb.to_dtype(DType::F32).unwrap());
+            for (what, l) in [("bf16", &bf16_model), ("packed bf16", &packed)] {
+                let got = l.forward(&xb).unwrap().to_dtype(DType::F32).unwrap();
+                let err = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(err < 5e-2, "{what} at {rows} rows, bf16 input: off by {err}");
+            }
+        }
+        let mut p = ParamWalk::default();
+        packed.push_params(&mut p).unwrap();
+        assert_eq!(
+            p.tensors[0].1.to_vec2::<half::bf16>().unwrap(),
+            w.to_dtype(DType::BF16).unwrap().to_vec2::<half::bf16>().unwrap()
+        );
         for rows in [1, 3, gemv::MAX_ROWS, gemv::MAX_ROWS + 1, 40] {
             let x = Tensor::randn(0f32, 1.0, (rows, 5), &d).unwrap();
             let want = reference(&x);

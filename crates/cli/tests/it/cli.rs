@@ -151,6 +151,14 @@ fn bench_json_has_the_contract_fields() {
         bytes.push(v["weights_bytes"].as_u64().unwrap());
     }
     assert_eq!(bytes[0], 2 * bytes[1], "bf16 is half of f32");
+    // --against-f32 compares with the float32 model built from the same draws.
+    let out = medr1(&["bench", "--shape", "tiny", "--new-tokens", "8", "--dtype", "int8", "--against-f32", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = v["logits_rel_err_vs_f32"].as_f64().unwrap();
+    assert!(err > 0.0 && err < 0.05, "int8 next-token logits off f32 by {err}");
+    let frac = v["greedy_match_vs_f32"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&frac) && v["greedy_prefix_vs_f32"].as_u64().unwrap() <= 8);
     assert!(bytes[2] * 2 < bytes[0], "int8 {} vs f32 {}", bytes[2], bytes[0]);
 }
 
