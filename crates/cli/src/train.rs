@@ -152,7 +152,7 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     if a.dtype.int8() {
         bail!("--dtype int8 cannot train (training is float32): use f32 or bf16");
     }
-    let ck = Checkpoint::open(&cfg.model, a.dtype.dtype())?;
+    let ck = Checkpoint::open_as(&cfg.model, a.dtype)?;
     let settings = cfg.out.join("train_config.toml");
     std::fs::write(&settings, cfg.to_toml()).with_context(|| format!("{}: cannot write", settings.display()))?;
     let total = rl::trainer::total_steps(&cfg, records.len());

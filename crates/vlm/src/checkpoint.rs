@@ -96,7 +96,6 @@ impl Checkpoint {
     /// float weights are quantized as they are read (one at a time), and a checkpoint written by
     /// `medr1 quantize` is read as stored; in float precisions an int8 checkpoint is dequantized.
     pub fn open_as(dir: &Path, precision: Precision) -> Result<Self> {
-        let dtype = precision.dtype();
         if !dir.is_dir() {
             return Err(VlmError::file(dir, "checkpoint directory does not exist"));
         }
@@ -157,7 +156,7 @@ impl Checkpoint {
         let pad_token_id = generation.pad_token_id.or_else(|| tokenizer.token_to_id("<|endoftext|>")).unwrap_or(0);
         let weights = Weights::open(dir)?;
         let device = Device::Cpu;
-        let source = CheckpointParams { weights: &weights, dtype, device, int8: precision.int8() };
+        let source = CheckpointParams { weights: &weights, precision, device };
         let mut model = Qwen2Vl::load(&config, &source)?;
         model.prepare_for_inference()?;
         let processor = Processor {

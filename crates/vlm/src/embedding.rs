@@ -8,7 +8,11 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub enum Embedding {
+    /// Rows in the table's dtype.
     Dense(Tensor),
+    /// A bfloat16 table whose rows are widened to float32 (a bf16 model computes in float32
+    /// between its products).
+    Bf16(Tensor),
     Int8(Arc<PackedI8>),
 }
 
@@ -17,6 +21,7 @@ impl Embedding {
     pub fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Embedding::Dense(t) => t.index_select(ids, 0),
+            Embedding::Bf16(t) => t.index_select(ids, 0)?.to_dtype(DType::F32),
             Embedding::Int8(p) => {
                 let ids: Vec<u32> = ids.to_vec1()?;
                 let mut out = vec![0f32; ids.len() * p.k];
@@ -35,14 +40,14 @@ impl Embedding {
     pub fn dtype(&self) -> DType {
         match self {
             Embedding::Dense(t) => t.dtype(),
-            Embedding::Int8(_) => DType::F32,
+            Embedding::Bf16(_) | Embedding::Int8(_) => DType::F32,
         }
     }
 
     pub fn device(&self) -> &Device {
         static CPU: Device = Device::Cpu;
         match self {
-            Embedding::Dense(t) => t.device(),
+            Embedding::Dense(t) | Embedding::Bf16(t) => t.device(),
             Embedding::Int8(_) => &CPU,
         }
     }
@@ -50,7 +55,7 @@ impl Embedding {
     /// The table as a [vocab, hidden] tensor (int8 dequantized: a new float32 tensor).
     pub fn table(&self) -> Result<Tensor> {
         match self {
-            Embedding::Dense(t) => Ok(t.clone()),
+            Embedding::Dense(t) | Embedding::Bf16(t) => Ok(t.clone()),
             Embedding::Int8(p) => Tensor::from_vec(p.dequantize(), (p.n, p.k), &Device::Cpu),
         }
     }
@@ -58,7 +63,7 @@ impl Embedding {
     /// (rows, dim).
     pub fn table_dims(&self) -> (usize, usize) {
         match self {
-            Embedding::Dense(t) => t.dims2().unwrap_or((0, 0)),
+            Embedding::Dense(t) | Embedding::Bf16(t) => t.dims2().unwrap_or((0, 0)),
             Embedding::Int8(p) => (p.n, p.k),
         }
     }
@@ -66,7 +71,7 @@ impl Embedding {
     /// Bytes the table occupies.
     pub fn bytes(&self) -> usize {
         match self {
-            Embedding::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            Embedding::Dense(t) | Embedding::Bf16(t) => t.elem_count() * t.dtype().size_in_bytes(),
             Embedding::Int8(p) => p.bytes(),
         }
     }

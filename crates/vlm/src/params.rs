@@ -7,6 +7,7 @@ use crate::embedding::Embedding;
 use crate::error::{Result, VlmError};
 use crate::kernels::int8::PackedI8;
 use crate::linear::{Linear, LinearKernel};
+use crate::precision::Precision;
 use crate::weights::Weights;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -16,16 +17,22 @@ pub trait ParamSource {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
     /// Whether the checkpoint has this tensor (for optional ones such as an untied `lm_head`).
     fn has(&self, name: &str) -> bool;
-    /// The [n, k] weight `name` in int8, when this source hands out int8 (quantizing a float
-    /// tensor as it is read, or reading one stored quantized); None for float sources.
-    fn get_int8(&self, _name: &str, _n: usize, _k: usize) -> Result<Option<PackedI8>> {
-        Ok(None)
+    /// The precision linear weights and the embedding table are handed out in: float32 sources
+    /// hand out everything as `get` does; bf16 ones give those tables in bfloat16 (the rest in
+    /// float32); int8 ones quantize them ([`ParamSource::get_int8`]).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+    /// The [n, k] weight `name` in int8 for an int8 source: read as stored when the checkpoint is
+    /// already int8, otherwise quantized from `get` as it is read.
+    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<PackedI8> {
+        quantized(self, name, n, k)
     }
 }
 
 /// `get`, then per-channel int8 quantization: the float tensor lives only until it is quantized,
 /// so loading holds one float weight at a time.
-fn quantized(source: &dyn ParamSource, name: &str, n: usize, k: usize) -> Result<PackedI8> {
+fn quantized<S: ParamSource + ?Sized>(source: &S, name: &str, n: usize, k: usize) -> Result<PackedI8> {
     let w = source.get(name, &[n, k])?.to_dtype(DType::F32)?;
     // Read in place (no second float copy: the 2B embedding is 0.93 GB in float32).
     if let Some(p) = crate::kernels::dense::with_f32(&w, |v| PackedI8::quantize(v, n, k)) {
@@ -34,31 +41,29 @@ fn quantized(source: &dyn ParamSource, name: &str, n: usize, k: usize) -> Result
     Ok(PackedI8::quantize(&w.flatten_all()?.to_vec1::<f32>()?, n, k))
 }
 
-/// Parameters read from a checkpoint's safetensors, converted to `dtype`; with `int8`, linear
-/// weights and the embedding are handed out quantized (read as stored when the checkpoint is
-/// already int8, quantized as they are read otherwise).
+/// Parameters read from a checkpoint's safetensors for a model in `precision` (float tensors
+/// converted to its dtype; int8 tables read as stored when the checkpoint is already int8).
 pub struct CheckpointParams<'a> {
     pub weights: &'a Weights,
-    pub dtype: DType,
+    pub precision: Precision,
     pub device: Device,
-    pub int8: bool,
 }
 
 impl ParamSource for CheckpointParams<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.weights.get(name, shape, self.dtype, &self.device)
+        self.weights.get(name, shape, self.precision.dtype(), &self.device)
     }
     fn has(&self, name: &str) -> bool {
         self.weights.contains(name)
     }
-    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<Option<PackedI8>> {
-        if !self.int8 {
-            return Ok(None);
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<PackedI8> {
+        match self.weights.get_int8(name, n, k)? {
+            Some(p) => Ok(p),
+            None => quantized(self, name, n, k),
         }
-        if let Some(p) = self.weights.get_int8(name, n, k)? {
-            return Ok(Some(p));
-        }
-        quantized(self, name, n, k).map(Some)
     }
 }
 
@@ -86,18 +91,18 @@ pub struct RandomParams {
     pub std: f64,
     pub seed: u64,
     pub counter: Mutex<u64>,
-    /// Hand out linear weights and the embedding quantized to int8 (the same draws as float).
-    pub int8: bool,
+    /// How linear weights and the embedding are handed out (the same draws in every precision).
+    pub precision: Precision,
 }
 
 impl RandomParams {
     pub fn new(dtype: DType, device: Device, std: f64, seed: u64) -> Self {
-        RandomParams { dtype, device, std, seed, counter: Mutex::new(0), int8: false }
+        RandomParams { dtype, device, std, seed, counter: Mutex::new(0), precision: Precision::F32 }
     }
 
     /// The source for a model in `precision`.
-    pub fn with_precision(precision: crate::precision::Precision, device: Device, std: f64, seed: u64) -> Self {
-        RandomParams { int8: precision.int8(), ..Self::new(precision.dtype(), device, std, seed) }
+    pub fn with_precision(precision: Precision, device: Device, std: f64, seed: u64) -> Self {
+        RandomParams { precision, ..Self::new(precision.dtype(), device, std, seed) }
     }
 }
 
@@ -124,12 +129,8 @@ impl ParamSource for RandomParams {
     fn has(&self, _name: &str) -> bool {
         false
     }
-    fn get_int8(&self, name: &str, n: usize, k: usize) -> Result<Option<PackedI8>> {
-        if self.int8 {
-            quantized(self, name, n, k).map(Some)
-        } else {
-            Ok(None)
-        }
+    fn precision(&self) -> Precision {
+        self.precision
     }
 }
 
@@ -182,20 +183,24 @@ impl<'a> Params<'a> {
     /// source gives the weight an int8 kernel (the bias stays float).
     pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
         // The weight first, then the bias: the load order is the checkpoint walk's order.
-        let kernel = match self.source.get_int8(&self.path("weight"), out_dim, in_dim)? {
-            Some(q) => LinearKernel::Int8(std::sync::Arc::new(q)),
-            None => LinearKernel::for_weight(self.get("weight", &[out_dim, in_dim])?),
+        let kernel = match self.source.precision() {
+            Precision::Int8 => {
+                LinearKernel::Int8(std::sync::Arc::new(self.source.get_int8(&self.path("weight"), out_dim, in_dim)?))
+            }
+            Precision::Bf16 => LinearKernel::Bf16(self.get("weight", &[out_dim, in_dim])?.to_dtype(DType::BF16)?),
+            Precision::F32 => LinearKernel::for_weight(self.get("weight", &[out_dim, in_dim])?),
         };
         let bias = if bias { Some(self.get("bias", &[out_dim])?) } else { None };
         Ok(Linear { kernel, bias, name: self.name().to_string(), lora: None })
     }
 
-    /// The table `name` [rows, dim] as an embedding (int8 from an int8 source).
+    /// The table `name` [rows, dim] as an embedding, in the source's precision.
     pub fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
-        if let Some(q) = self.source.get_int8(&self.path(name), rows, dim)? {
-            return Ok(Embedding::Int8(std::sync::Arc::new(q)));
-        }
-        Ok(Embedding::Dense(self.get(name, &[rows, dim])?))
+        Ok(match self.source.precision() {
+            Precision::Int8 => Embedding::Int8(std::sync::Arc::new(self.source.get_int8(&self.path(name), rows, dim)?)),
+            Precision::Bf16 => Embedding::Bf16(self.get(name, &[rows, dim])?.to_dtype(DType::BF16)?),
+            Precision::F32 => Embedding::Dense(self.get(name, &[rows, dim])?),
+        })
     }
 }
 

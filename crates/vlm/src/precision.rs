@@ -1,5 +1,6 @@
-//! The storage precision a model is loaded in: float32 (the reference), bfloat16, or int8 (linear
-//! layers and the embedding quantized per output channel; everything else float32). A closed set,
+//! The storage precision a model is loaded in: float32 (the reference), bfloat16, or int8 — the
+//! storage of the linear layers' weights and the embedding table (int8: quantized per output
+//! channel); activations, norms and biases are float32 in all three. A closed set,
 //! typed everywhere it is chosen (`--dtype`, `lora_base_dtype`), so a misspelling is an error
 //! instead of a silent float32.
 
@@ -21,12 +22,11 @@ pub enum Precision {
 impl Precision {
     pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
 
-    /// The candle dtype of the tensors that are not quantized (and of the activations).
+    /// The candle dtype of the activations and of every tensor but the linear weights and the
+    /// embedding table: float32 in every precision (bf16 and int8 are the storage of those
+    /// tables; their products round or quantize the inputs and accumulate in float32).
     pub fn dtype(self) -> candle_core::DType {
-        match self {
-            Precision::F32 | Precision::Int8 => candle_core::DType::F32,
-            Precision::Bf16 => candle_core::DType::BF16,
-        }
+        candle_core::DType::F32
     }
 
     /// Whether linear weights are quantized to int8.

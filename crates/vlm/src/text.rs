@@ -157,7 +157,7 @@ impl TextModel {
         let norm = m.get("norm.weight", &[d])?;
         let tied = cfg.tie_word_embeddings && !p.has("lm_head.weight");
         let lm_head = match (&embed_tokens, tied) {
-            (Embedding::Dense(t), true) => Linear::named(t.clone(), None, "lm_head"),
+            (Embedding::Dense(t) | Embedding::Bf16(t), true) => Linear::named(t.clone(), None, "lm_head"),
             (Embedding::Int8(q), true) => {
                 Linear { kernel: LinearKernel::Int8(q.clone()), bias: None, name: "lm_head".into(), lora: None }
             }
