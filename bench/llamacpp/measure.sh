@@ -2,7 +2,7 @@
 # measure.sh: CPU speed of Qwen2-VL at the 2B shape (random weights), 2 threads everywhere, each run REPS times,
 # sequentially: llama-bench (text GGUFs), llama-mtmd-cli (text GGUF + mmproj, one image), medr1 bench,
 # transformers (../torch_2b_baseline.py).  Run setup.sh first.  Logs in $R; prints one table (summarize.py).
-# Env: REPS=2  STEPS="lb mtmd medr1 torch"  MEDR1_DTYPES="f32 bf16 int8"  R=/tmp/bench-llamacpp  MEDR1=target/release/medr1 (run from the project root)
+# Env: REPS=2  STEPS="lb mtmd medr1 torch"  MEDR1_DTYPES="f32 bf16 int8 q4"  R=/tmp/bench-llamacpp  MEDR1=target/release/medr1 (run from the project root)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PY:-/tmp/torchenv/bin/python}   # the venv setup.sh makes
@@ -43,7 +43,7 @@ for rep in $(seq "$REPS"); do for s in $STEPS; do case $s in
              --mmproj "$G/mmproj-qwen2vl-2b-random-F16.gguf" --image "$G/img384.png" -p "$Q" \
              -n 16 --temp 0 -t 2 -c 4096 --ignore-eos -lv 4
          done ;;
-  medr1) for d in ${MEDR1_DTYPES:-f32 bf16 int8}; do run medr1.$d.$rep 900 "$MEDR1" bench --shape 2b --dtype $d --new-tokens 16 --threads 2 --json; done ;;
+  medr1) for d in ${MEDR1_DTYPES:-f32 bf16 int8 q4}; do run medr1.$d.$rep 900 "$MEDR1" bench --shape 2b --dtype $d --new-tokens 16 --threads 2 --json; done ;;
   torch) # prefill = generate_1_s, decode = 15 / (generate_16_s - generate_1_s); bf16 gets 10 min per run
          for d in f32 bf16; do
            [ "$d" = "${SKIP:-}" ] && { echo "skip torch $d (timed out before)"; continue; }

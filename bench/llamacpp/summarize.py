@@ -91,7 +91,7 @@ for m in ["F16", "Q8_0", "Q4_K_M"]:
                      fmt(enc, 2), fmt(pre, 2), fmt(dec, 2), rss(names[0]), " ".join(load(n) for n in names),
                      "; ".join(notes) + f"; of prefill_s, LLM decode of the image embeddings {fmt(idec, 2)} s"))
 
-for d in ["f32", "bf16", "int8"]:
+for d in ["f32", "bf16", "int8", "q4"]:
     enc, pre, dec, notes = [], [], [], {}
     names = [f"medr1.{d}.{r}" for r in reps(f"medr1.{d}")]
     for n in names:

@@ -149,8 +149,8 @@ fn run_training(a: TrainArgs, sft: bool) -> Result<()> {
     }
     crate::output::ensure_writable(&cfg.out, "output")?;
     let records = crate::data::usable_records(&cfg.data, cfg.images.clone(), "training records")?;
-    if a.dtype.int8() {
-        bail!("--dtype int8 cannot train (training is float32): use f32 or bf16");
+    if a.dtype.quantized() {
+        bail!("--dtype {} cannot train (training is float32): use f32 or bf16", a.dtype);
     }
     let ck = Checkpoint::open_as(&cfg.model, a.dtype)?;
     let settings = cfg.out.join("train_config.toml");
@@ -328,8 +328,8 @@ pub struct BenchGrpoArgs {
 /// forward + backward, and the optimizer.
 pub fn bench_grpo(a: BenchGrpoArgs) -> Result<()> {
     if let Some(shape) = a.shape {
-        if a.lora_base_dtype.int8() {
-            bail!("--lora-base-dtype int8 is not supported yet (f32 or bf16)");
+        if a.lora_base_dtype.quantized() {
+            bail!("--lora-base-dtype {} is not supported yet (f32 or bf16)", a.lora_base_dtype);
         }
         let lora = (a.lora_r > 0).then(|| rl::lora::LoraSettings {
             r: a.lora_r,

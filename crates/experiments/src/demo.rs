@@ -170,6 +170,9 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
     .filter(|r| r.question_type.is_some_and(|q| o.question_types.contains(&q)))
     .collect();
     let (train, test): (Vec<Record>, Vec<Record>) = split::train_test(&records, split::TEST_FRACTION, o.seed, 7);
+    // The held-out questions in Med-R1's split format, so `medr1 eval --data OUT/test.json --images
+    // OUT/phantoms` scores any checkpoint on them (the trained one in int8, say).
+    data::medr1_split::write_file(&o.out.join("test.json"), &test.iter().collect::<Vec<_>>())?;
     on(DemoEvent::Phase("building a tiny Qwen2-VL"));
     let init = o.out.join("model-init");
     make_tiny_checkpoint(&init, o.seed)?;

@@ -218,8 +218,9 @@ impl TrainConfig {
 
     pub fn check(&self) -> Result<()> {
         anyhow::ensure!(
-            self.lora_base_dtype != vlm::precision::Precision::Int8,
-            "lora_base_dtype = \"int8\" is not supported yet: the frozen base is f32 or bf16 (int8 runs `ask`, `eval`, `serve` and `bench`)"
+            !self.lora_base_dtype.quantized(),
+            "lora_base_dtype = \"{}\" is not supported yet: the frozen base is f32 or bf16 (int8 and q4 run `ask`, `eval`, `serve` and `bench`)",
+            self.lora_base_dtype
         );
         anyhow::ensure!(
             self.num_generations >= 2,

@@ -1,8 +1,9 @@
 //! Linear layers `x W^T + b` (plus an optional LoRA update), with the weight's kernel chosen once.
 //!
 //! A layer's [`LinearKernel`] says how its weight is stored and multiplied; it is decided when the
-//! layer is built (a `Var` is trainable, a bfloat16 tensor is bf16, anything else frozen) or when
-//! the model is prepared for inference ([`Linear::prepare_dense_f32`]), never per call. What a call
+//! layer is built (a `Var` is trainable, a bfloat16 tensor is bf16, an int8 or q4 source's weight
+//! is quantized, anything else frozen) or when the model is prepared for inference
+//! ([`Linear::prepare_dense_f32`], [`Linear::prepare_packed_bf16`]), never per call. What a call
 //! still decides, from its input, is only what autograd needs: an input that carries a gradient
 //! goes through [`FrozenMatmul`] when the weight is not trained, and the rest is the untracked
 //! product [`Linear::product`], where the row-count dispatch (gemv for the few rows of decoding,
@@ -10,6 +11,7 @@
 
 use crate::kernels::bf16::{self, PackedBf16};
 use crate::kernels::int8::{self, PackedI8};
+use crate::kernels::q4::{self, PackedQ4};
 use crate::kernels::{dense, gemv};
 use crate::lora::LoraAdapter;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
@@ -40,9 +42,11 @@ pub enum LinearKernel {
     /// through `vdpbf16ps`, inputs rounded to bfloat16, accumulation in float32.
     Bf16Packed(Arc<PackedBf16>),
     /// A constant weight quantized to int8 per output channel ([`int8`]): W8A8 through VNNI for
-    /// many rows, weight-only streaming for a few. Shared (`Arc`) where one table serves twice
+    /// many rows, weight-only in effect for a few (two-digit inputs). Shared (`Arc`) where one table serves twice
     /// (the tied embedding and LM head).
     Int8(Arc<PackedI8>),
+    /// A constant weight in 4-bit groups of 32 ([`q4`]): W4A8 through VNNI for every row count.
+    Q4(Arc<PackedQ4>),
 }
 
 impl LinearKernel {
@@ -63,7 +67,7 @@ impl LinearKernel {
         match self {
             LinearKernel::Trainable(w) | LinearKernel::Frozen(w) | LinearKernel::DenseF32(w) => Some(w),
             LinearKernel::Bf16(weight) => Some(weight),
-            LinearKernel::Int8(_) | LinearKernel::Bf16Packed(_) => None,
+            LinearKernel::Int8(_) | LinearKernel::Bf16Packed(_) | LinearKernel::Q4(_) => None,
         }
     }
 
@@ -72,6 +76,7 @@ impl LinearKernel {
         match self {
             LinearKernel::Int8(p) => p.bytes(),
             LinearKernel::Bf16Packed(p) => p.bytes(),
+            LinearKernel::Q4(p) => p.bytes(),
             k => k.stored().map_or(0, |t| t.elem_count() * t.dtype().size_in_bytes()),
         }
     }
@@ -87,6 +92,7 @@ impl LinearKernel {
         match self {
             LinearKernel::Int8(p) => Tensor::from_vec(p.dequantize(), (p.n, p.k), &candle_core::Device::Cpu),
             LinearKernel::Bf16Packed(p) => Tensor::from_vec(p.unpack(), (p.n, p.k), &candle_core::Device::Cpu),
+            LinearKernel::Q4(p) => Tensor::from_vec(p.dequantize(), (p.n, p.k), &candle_core::Device::Cpu),
             k if k.transposed() => k.stored().expect("a float kernel").t(),
             k => Ok(k.stored().expect("a float kernel").clone()),
         }
@@ -155,6 +161,7 @@ impl Linear {
         let stored = match &self.kernel {
             LinearKernel::Int8(p) => return Ok((p.n, p.k)),
             LinearKernel::Bf16Packed(p) => return Ok((p.n, p.k)),
+            LinearKernel::Q4(p) => return Ok((p.n, p.k)),
             k => k.stored().expect("a float kernel"),
         };
         let (a, b) = stored.dims2()?;
@@ -168,7 +175,7 @@ impl Linear {
     /// The weight's candle dtype (int8, which candle lacks, reports U8).
     pub fn weight_dtype(&self) -> DType {
         match &self.kernel {
-            LinearKernel::Int8(_) => DType::U8,
+            LinearKernel::Int8(_) | LinearKernel::Q4(_) => DType::U8,
             LinearKernel::Bf16Packed(_) => DType::BF16,
             k => k.stored().expect("a float kernel").dtype(),
         }
@@ -177,7 +184,7 @@ impl Linear {
     /// Quantizes a constant weight to int8 ([`LinearKernel::Int8`]); trainable weights are left
     /// alone. Returns whether anything changed.
     pub fn quantize_int8(&mut self) -> Result<bool> {
-        if matches!(self.kernel, LinearKernel::Trainable(_) | LinearKernel::Int8(_)) {
+        if matches!(self.kernel, LinearKernel::Trainable(_) | LinearKernel::Int8(_) | LinearKernel::Q4(_)) {
             return Ok(false);
         }
         let (n, k) = self.dims()?;
@@ -293,6 +300,7 @@ impl Linear {
             }
             LinearKernel::Bf16Packed(p) => bf16_product(x, p, None),
             LinearKernel::Int8(p) => int8_product(x, p, None),
+            LinearKernel::Q4(p) => q4_product(x, p, None),
             k => candle_product(x, k.stored().expect("a float kernel"), k.transposed()),
         }
     }
@@ -309,6 +317,7 @@ impl Linear {
         match &self.kernel {
             LinearKernel::Int8(p) => return int8_product(x, p, self.bias.as_ref()),
             LinearKernel::Bf16Packed(p) => return bf16_product(x, p, self.bias.as_ref()),
+            LinearKernel::Q4(p) => return q4_product(x, p, self.bias.as_ref()),
             _ => {}
         }
         self.add_bias(self.product(x)?)
@@ -337,15 +346,24 @@ fn bf16_product(x: &Tensor, w: &PackedBf16, bias: Option<&Tensor>) -> Result<Ten
     Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
 }
 
-/// `x W^T (+ bias)` with an int8 weight: weight-only for the few rows of decoding (the float32
-/// input is kept), W8A8 through VNNI for more. Output in `x`'s dtype.
+/// `x W^T (+ bias)` with a 4-bit weight (W4A8); output in `x`'s dtype.
+fn q4_product(x: &Tensor, w: &PackedQ4, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (m, _) = x.dims2()?;
+    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
+    let y = q4::matmul(&xv, m, w, bv.as_deref(), int8::Isa::detect());
+    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
+}
+
+/// `x W^T (+ bias)` with an int8 weight: the 15-bit two-digit input for the few rows of decoding
+/// (weight-only in effect), W8A8 through VNNI for more. Output in `x`'s dtype.
 fn int8_product(x: &Tensor, w: &PackedI8, bias: Option<&Tensor>) -> Result<Tensor> {
     let (m, _) = x.dims2()?;
     let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
     let isa = int8::Isa::detect();
     let y = if m <= gemv::MAX_ROWS {
-        int8::matmul_weight_only(&xv, m, w, bv.as_deref(), isa)
+        int8::matmul_two_digit(&xv, m, w, bv.as_deref(), isa)
     } else {
         int8::matmul_w8a8(&xv, m, w, bv.as_deref(), isa)
     };

@@ -6,6 +6,7 @@
 use crate::embedding::Embedding;
 use crate::error::{Result, VlmError};
 use crate::kernels::int8::PackedI8;
+use crate::kernels::q4::PackedQ4;
 use crate::linear::{Linear, LinearKernel};
 use crate::precision::Precision;
 use crate::weights::Weights;
@@ -184,7 +185,15 @@ impl<'a> Params<'a> {
     pub fn linear(&self, out_dim: usize, in_dim: usize, bias: bool) -> Result<Linear> {
         // The weight first, then the bias: the load order is the checkpoint walk's order.
         let kernel = match self.source.precision() {
-            Precision::Int8 => {
+            // The decoder's layers in 4 bits; the vision tower's (prefill only) and an untied LM
+            // head in int8.
+            Precision::Q4 if self.name().starts_with("model.") => {
+                let w = self.get("weight", &[out_dim, in_dim])?.to_dtype(DType::F32)?;
+                let q = crate::kernels::dense::with_f32(&w, |v| PackedQ4::quantize(v, out_dim, in_dim))
+                    .expect("a contiguous float32 tensor");
+                LinearKernel::Q4(std::sync::Arc::new(q))
+            }
+            Precision::Int8 | Precision::Q4 => {
                 LinearKernel::Int8(std::sync::Arc::new(self.source.get_int8(&self.path("weight"), out_dim, in_dim)?))
             }
             Precision::Bf16 => LinearKernel::Bf16(self.get("weight", &[out_dim, in_dim])?.to_dtype(DType::BF16)?),
@@ -197,7 +206,9 @@ impl<'a> Params<'a> {
     /// The table `name` [rows, dim] as an embedding, in the source's precision.
     pub fn embedding(&self, name: &str, rows: usize, dim: usize) -> Result<Embedding> {
         Ok(match self.source.precision() {
-            Precision::Int8 => Embedding::Int8(std::sync::Arc::new(self.source.get_int8(&self.path(name), rows, dim)?)),
+            Precision::Int8 | Precision::Q4 => {
+                Embedding::Int8(std::sync::Arc::new(self.source.get_int8(&self.path(name), rows, dim)?))
+            }
             Precision::Bf16 => Embedding::Bf16(self.get(name, &[rows, dim])?.to_dtype(DType::BF16)?),
             Precision::F32 => Embedding::Dense(self.get(name, &[rows, dim])?),
         })

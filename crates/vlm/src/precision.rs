@@ -17,10 +17,13 @@ pub enum Precision {
     /// Linear weights and the token embedding in int8 (see `kernels::int8`); activations, norms,
     /// biases, softmax and rotary tables in float32.
     Int8,
+    /// The decoder's linear weights in 4-bit groups (`kernels::q4`), the vision tower's and the
+    /// embedding / LM head in int8: decoding reads half of int8's bytes.
+    Q4,
 }
 
 impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
+    pub const ALL: [Precision; 4] = [Precision::F32, Precision::Bf16, Precision::Int8, Precision::Q4];
 
     /// The candle dtype of the activations and of every tensor but the linear weights and the
     /// embedding table: float32 in every precision (bf16 and int8 are the storage of those
@@ -29,9 +32,9 @@ impl Precision {
         candle_core::DType::F32
     }
 
-    /// Whether linear weights are quantized to int8.
-    pub fn int8(self) -> bool {
-        self == Precision::Int8
+    /// Whether weights are quantized (int8 or q4: inference only).
+    pub fn quantized(self) -> bool {
+        matches!(self, Precision::Int8 | Precision::Q4)
     }
 
     /// The command-line and settings spelling.
@@ -40,6 +43,7 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::Int8 => "int8",
+            Precision::Q4 => "q4",
         }
     }
 }
@@ -57,7 +61,8 @@ impl std::str::FromStr for Precision {
             "f32" | "float32" => Ok(Precision::F32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
             "int8" | "i8" => Ok(Precision::Int8),
-            _ => Err(format!("unknown precision `{s}` (f32, bf16 or int8)")),
+            "q4" | "int4" => Ok(Precision::Q4),
+            _ => Err(format!("unknown precision `{s}` (f32, bf16, int8 or q4)")),
         }
     }
 }
@@ -72,6 +77,7 @@ impl clap::ValueEnum for Precision {
             Precision::F32 => "float32",
             Precision::Bf16 => "bfloat16",
             Precision::Int8 => "i8",
+            Precision::Q4 => "int4",
         };
         Some(clap::builder::PossibleValue::new(self.name()).alias(alias))
     }

@@ -6,9 +6,12 @@
 //!   instruction multiplies *unsigned* bytes, so activations are stored offset by 128 and the
 //!   offset is taken back out with each weight row's precomputed sum: exact integer arithmetic,
 //!   so the portable fallback gives bit-identical results.
-//! - A few rows (decoding): weight-only. The float32 input is kept; weights are widened to
-//!   float32 in registers as they stream by, so decoding reads a quarter of float32's bytes and
-//!   loses nothing to activation rounding.
+//! - A few rows (decoding): weight-only in effect. Each input row is carried as two int8 digits
+//!   (15 bits: an error of 1/64516 of the row's largest value, against the weights' 1/254), so the
+//!   weights still stream through `vpdpbusd`, one instruction per 64 bytes; decoding reads a
+//!   quarter of float32's bytes. (`matmul_weight_only`, which widens the weights to float32 in
+//!   registers, is the exact reference: twelve instructions per 64 bytes made it compute-bound at
+//!   this machine's bandwidth, 20.7 tokens/s at the 2B shape.)
 //!
 //! Why per channel (not groups of 32-128): one scale per output row keeps the integer dot product
 //! whole (a group scale would need a float rescale every group inside the VNNI loop), and at
@@ -76,10 +79,20 @@ impl Isa {
     }
 }
 
-/// Symmetric int8 of `v` with the given scale (round half away from zero, clamped to +-127).
+/// Symmetric int8 of `v` with the given scale, clamped to +-127 and rounded half to even by
+/// adding and subtracting 1.5 * 2^23 (exact for |x| < 2^22): two additions the compiler
+/// vectorises, where `round` and `round_ties_even` are libm calls without SSE4.1 (the baseline
+/// x86-64 target), which made quantizing the vision tower's inputs cost more than their products.
 #[inline]
-fn to_i8(v: f32, inv_scale: f32) -> i8 {
-    (v * inv_scale).round().clamp(-127.0, 127.0) as i8
+pub(crate) fn to_i8(v: f32, inv_scale: f32) -> i8 {
+    round_even((v * inv_scale).clamp(-127.0, 127.0)) as i8
+}
+
+/// Round half to even for |x| < 2^22 (see [`to_i8`]).
+#[inline(always)]
+pub(crate) fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    (x + MAGIC) - MAGIC
 }
 
 /// Scale for a row whose largest magnitude is `amax` (zero rows get scale 0 and all-zero q).
@@ -221,18 +234,60 @@ const TASK_BLOCKS: usize = 8;
 /// [m, n] float32.
 pub fn matmul_w8a8(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>, isa: Isa) -> Vec<f32> {
     assert_eq!(x.len(), m * w.k, "input is not [{m}, {}]", w.k);
-    let a = quantize_rows(x, m, w.k, w.k4);
+    integer_product(&quantize_rows(x, m, w.k, w.k4), m, 1, w, bias, isa)
+}
+
+/// `x W^T (+ bias)` for a few rows (decoding) with the input kept to 15 bits: each row is split
+/// into two int8 digits, `x ~= s1 q1 + s2 q2` with `s2 = s1 / 254`, so the input's rounding error
+/// is at most 1/64516 of the row's largest value — nothing beside the weights' own rounding, which
+/// makes this weight-only in effect — while the weights stream through `vpdpbusd` at one
+/// instruction per 64 bytes (widening int8 to float32 costs twelve).
+pub fn matmul_two_digit(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>, isa: Isa) -> Vec<f32> {
+    assert_eq!(x.len(), m * w.k, "input is not [{m}, {}]", w.k);
+    let (k, k4) = (w.k, w.k4);
+    let mut data = vec![128u8; 2 * m * k4];
+    let mut scales = vec![0f32; 2 * m];
+    for r in 0..m {
+        let row = &x[r * k..(r + 1) * k];
+        let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (s1, inv1) = scale_for(amax);
+        let (s2, inv2) = if s1 > 0.0 { (s1 / 254.0, 254.0 / s1) } else { (0.0, 0.0) };
+        scales[2 * r] = s1;
+        scales[2 * r + 1] = s2;
+        let (hi, lo) = data[2 * r * k4..2 * (r + 1) * k4].split_at_mut(k4);
+        for (i, &v) in row.iter().enumerate() {
+            let q1 = to_i8(v, inv1);
+            hi[i] = (q1 as i32 + 128) as u8;
+            lo[i] = (to_i8(v - q1 as f32 * s1, inv2) as i32 + 128) as u8;
+        }
+    }
+    integer_product(&QuantizedRows { data, scales }, m, 2, w, bias, isa)
+}
+
+/// The integer products of `m` rows of `digits` quantized rows each, combined into float32:
+/// `y[r, c] = w_scale[c] * sum_d a_scale[r, d] * (dot - 128 * sum_q[c]) + bias[c]`.
+fn integer_product(
+    a: &QuantizedRows,
+    m: usize,
+    digits: usize,
+    w: &PackedI8,
+    bias: Option<&[f32]>,
+    isa: Isa,
+) -> Vec<f32> {
     let n = w.n;
     let blocks = w.blocks();
-    let tasks = blocks.div_ceil(TASK_BLOCKS);
+    let rows = m * digits;
+    // Small products (the decoder's k/v at one row) still get every thread.
+    let task_blocks = TASK_BLOCKS.min(blocks.div_ceil(2 * rayon::current_num_threads()).max(1));
+    let tasks = blocks.div_ceil(task_blocks);
     // Each task writes [m][its columns]; scattered into [m, n] afterwards.
     let parts: Vec<Vec<f32>> = (0..tasks)
         .into_par_iter()
         .map(|t| {
-            let (b0, b1) = (t * TASK_BLOCKS, ((t + 1) * TASK_BLOCKS).min(blocks));
+            let (b0, b1) = (t * task_blocks, ((t + 1) * task_blocks).min(blocks));
             let cols = (b1 - b0) * BLOCK;
-            let mut acc = vec![0i32; m * cols];
-            int_tile_band(&a.data, m, w, b0, b1, &mut acc, isa);
+            let mut acc = vec![0i32; rows * cols];
+            int_tile_band(&a.data, rows, w, b0, b1, &mut acc, isa);
             let mut out = vec![0f32; m * cols];
             for r in 0..m {
                 for j in 0..cols {
@@ -240,8 +295,12 @@ pub fn matmul_w8a8(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>, isa:
                     if c >= n {
                         break;
                     }
-                    let dot = acc[r * cols + j] - 128 * w.sums[c];
-                    out[r * cols + j] = dot as f32 * (a.scales[r] * w.scales[c]) + bias.map_or(0.0, |b| b[c]);
+                    let mut v = 0f32;
+                    for d in 0..digits {
+                        let q = r * digits + d;
+                        v += (acc[q * cols + j] - 128 * w.sums[c]) as f32 * a.scales[q];
+                    }
+                    out[r * cols + j] = v * w.scales[c] + bias.map_or(0.0, |b| b[c]);
                 }
             }
             out
@@ -249,7 +308,7 @@ pub fn matmul_w8a8(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>, isa:
         .collect();
     let mut y = vec![0f32; m * n];
     for (t, part) in parts.iter().enumerate() {
-        let c0 = t * TASK_BLOCKS * BLOCK;
+        let c0 = t * task_blocks * BLOCK;
         let cols = part.len() / m.max(1);
         let take = cols.min(n - c0);
         for r in 0..m {
@@ -539,6 +598,12 @@ mod tests {
         // A zero row stays zero (no division by zero).
         let z = PackedI8::quantize(&[0.0; 6], 2, 3);
         assert_eq!(z.dequantize(), vec![0.0; 6]);
+        // The rounding is half to even, and exact elsewhere.
+        for (x, want) in
+            [(0.5f32, 0.0f32), (1.5, 2.0), (2.5, 2.0), (-0.5, 0.0), (-1.5, -2.0), (0.49, 0.0), (126.6, 127.0)]
+        {
+            assert_eq!(round_even(x), want, "{x}");
+        }
     }
 
     #[test]
@@ -596,6 +661,26 @@ mod tests {
     }
 
     #[test]
+    fn two_digit_decode_equals_the_float32_weight_only_product() {
+        let isa = Isa::detect();
+        for (m, n, k) in [(1, 1, 1), (1, 17, 5), (2, 40, 130), (3, 300, 67), (8, 33, 1536), (1, 4096, 64)] {
+            let x = random(m * k, 14);
+            let w = random(n * k, 15);
+            let bias = random(n, 16);
+            let p = PackedI8::quantize(&w, n, k);
+            let exact = matmul_weight_only(&x, m, &p, Some(&bias), Isa::Portable);
+            let portable = matmul_two_digit(&x, m, &p, Some(&bias), Isa::Portable);
+            let fast = matmul_two_digit(&x, m, &p, Some(&bias), isa);
+            // Integer arithmetic: bit for bit across instruction sets.
+            assert_eq!(portable, fast, "[{m},{n},{k}]");
+            // The 15-bit input loses ~1/64516 of a row's max: far inside the weights' 1/254.
+            let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = exact.iter().zip(&fast).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / scale;
+            assert!(err < 2e-4, "[{m},{n},{k}] two-digit vs float32 weight-only: {err}");
+        }
+    }
+
+    #[test]
     fn a_wrong_scale_or_a_dropped_row_is_caught() {
         // The bounds above would catch a broken kernel: scaling one channel by 2, or zeroing one
         // row, moves the error far past them.
@@ -609,6 +694,7 @@ mod tests {
         let mut p = PackedI8::quantize(&w, n, k);
         p.scales[19] = 0.0;
         assert!(rel_err(&matmul_weight_only(&x, m, &p, None, Isa::detect()), &want) > 0.1);
+        assert!(rel_err(&matmul_two_digit(&x, m, &p, None, Isa::detect()), &want) > 0.1);
     }
 
     #[test]
