@@ -4,5 +4,6 @@ mod cli;
 mod data_cli;
 mod eval_cli;
 mod layout;
+mod precision_demo;
 mod serve_cli;
 mod train_cli;
