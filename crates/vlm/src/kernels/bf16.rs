@@ -15,7 +15,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-pub const BLOCK: usize = 16;
+pub use super::bands::BLOCK;
 pub const STEP: usize = 2;
 
 /// A [n, k] bfloat16 weight in the packed layout.
@@ -66,10 +66,6 @@ impl Isa {
 }
 
 impl PackedBf16 {
-    fn blocks(&self) -> usize {
-        self.n.div_ceil(BLOCK)
-    }
-
     #[inline]
     fn offset(&self, c: usize, kk: usize) -> usize {
         (c / BLOCK) * self.k2 * BLOCK + (kk / STEP) * BLOCK * STEP + (c % BLOCK) * STEP + kk % STEP
@@ -125,34 +121,11 @@ pub fn matmul(x: &[f32], m: usize, w: &PackedBf16, bias: Option<&[f32]>, isa: Is
             *d = bf16::from_f32(v).to_bits();
         }
     });
-    let blocks = w.blocks();
-    let tasks = blocks.div_ceil(TASK_BLOCKS);
-    let parts: Vec<Vec<f32>> = (0..tasks)
-        .into_par_iter()
-        .map(|t| {
-            let (b0, b1) = (t * TASK_BLOCKS, ((t + 1) * TASK_BLOCKS).min(blocks));
-            let cols = (b1 - b0) * BLOCK;
-            let mut out = vec![0f32; m * cols];
-            band(&a, m, w, b0, b1, &mut out, isa);
-            out
-        })
-        .collect();
-    let mut y = vec![0f32; m * n];
-    for (t, part) in parts.iter().enumerate() {
-        let c0 = t * TASK_BLOCKS * BLOCK;
-        let cols = part.len() / m.max(1);
-        let take = cols.min(n - c0);
-        for r in 0..m {
-            let dst = &mut y[r * n + c0..r * n + c0 + take];
-            dst.copy_from_slice(&part[r * cols..r * cols + take]);
-            if let Some(b) = bias {
-                for (o, bv) in dst.iter_mut().zip(&b[c0..c0 + take]) {
-                    *o += bv;
-                }
-            }
-        }
-    }
-    y
+    super::bands::by_bands(m, n, TASK_BLOCKS, bias, |b0, b1| {
+        let mut out = vec![0f32; m * (b1 - b0) * BLOCK];
+        band(&a, m, w, b0, b1, &mut out, isa);
+        out
+    })
 }
 
 fn band(a: &[u16], m: usize, w: &PackedBf16, b0: usize, b1: usize, out: &mut [f32], isa: Isa) {

@@ -26,7 +26,7 @@
 use rayon::prelude::*;
 
 /// Channels per block of the packed layout (one zmm of int32 accumulators).
-pub const BLOCK: usize = 16;
+pub use super::bands::BLOCK;
 /// Reduction steps per packed group (bytes per int32 lane of `vpdpbusd`).
 pub const STEP: usize = 4;
 
@@ -274,48 +274,25 @@ fn integer_product(
     bias: Option<&[f32]>,
     isa: Isa,
 ) -> Vec<f32> {
-    let n = w.n;
-    let blocks = w.blocks();
-    let rows = m * digits;
-    // Small products (the decoder's k/v at one row) still get every thread.
-    let task_blocks = TASK_BLOCKS.min(blocks.div_ceil(2 * rayon::current_num_threads()).max(1));
-    let tasks = blocks.div_ceil(task_blocks);
-    // Each task writes [m][its columns]; scattered into [m, n] afterwards.
-    let parts: Vec<Vec<f32>> = (0..tasks)
-        .into_par_iter()
-        .map(|t| {
-            let (b0, b1) = (t * task_blocks, ((t + 1) * task_blocks).min(blocks));
-            let cols = (b1 - b0) * BLOCK;
-            let mut acc = vec![0i32; rows * cols];
-            int_tile_band(&a.data, rows, w, b0, b1, &mut acc, isa);
-            let mut out = vec![0f32; m * cols];
-            for r in 0..m {
-                for j in 0..cols {
-                    let c = b0 * BLOCK + j;
-                    if c >= n {
-                        break;
-                    }
-                    let mut v = 0f32;
-                    for d in 0..digits {
-                        let q = r * digits + d;
-                        v += (acc[q * cols + j] - 128 * w.sums[c]) as f32 * a.scales[q];
-                    }
-                    out[r * cols + j] = v * w.scales[c] + bias.map_or(0.0, |b| b[c]);
-                }
-            }
-            out
-        })
-        .collect();
-    let mut y = vec![0f32; m * n];
-    for (t, part) in parts.iter().enumerate() {
-        let c0 = t * task_blocks * BLOCK;
-        let cols = part.len() / m.max(1);
-        let take = cols.min(n - c0);
+    let (n, rows) = (w.n, m * digits);
+    super::bands::by_bands(m, n, TASK_BLOCKS, bias, |b0, b1| {
+        let cols = (b1 - b0) * BLOCK;
+        let mut acc = vec![0i32; rows * cols];
+        int_tile_band(&a.data, rows, w, b0, b1, &mut acc, isa);
+        let mut out = vec![0f32; m * cols];
         for r in 0..m {
-            y[r * n + c0..r * n + c0 + take].copy_from_slice(&part[r * cols..r * cols + take]);
+            for j in 0..cols.min(n - b0 * BLOCK) {
+                let c = b0 * BLOCK + j;
+                let mut v = 0f32;
+                for d in 0..digits {
+                    let q = r * digits + d;
+                    v += (acc[q * cols + j] - 128 * w.sums[c]) as f32 * a.scales[q];
+                }
+                out[r * cols + j] = v * w.scales[c];
+            }
         }
-    }
-    y
+        out
+    })
 }
 
 /// Integer products of all `m` rows with blocks `b0..b1`: `acc` is [m][(b1-b0)*16].

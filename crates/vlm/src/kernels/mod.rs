@@ -6,6 +6,7 @@
 //! (`fused`) and the vision tower's block-diagonal attention (`vision_attention`). Which of them
 //! a linear layer uses is decided by its [`crate::linear::LinearKernel`], in one place.
 
+pub mod bands;
 pub mod bf16;
 pub mod dense;
 pub mod fastmath;

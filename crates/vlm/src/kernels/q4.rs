@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-pub const BLOCK: usize = 16;
+pub use super::bands::BLOCK;
 pub const GROUP: usize = 32;
 const GROUP_BYTES: usize = BLOCK * GROUP / 2;
 
@@ -46,10 +46,6 @@ pub use super::int8::Isa;
 impl PackedQ4 {
     fn groups(&self) -> usize {
         self.k32 / GROUP
-    }
-
-    fn blocks(&self) -> usize {
-        self.n.div_ceil(BLOCK)
     }
 
     pub fn bytes(&self) -> usize {
@@ -164,53 +160,31 @@ const TASK_BLOCKS: usize = 8;
 pub fn matmul(x: &[f32], m: usize, w: &PackedQ4, bias: Option<&[f32]>, isa: Isa) -> Vec<f32> {
     assert_eq!(x.len(), m * w.k, "input is not [{m}, {}]", w.k);
     let a = quantize_rows(x, m, w.k, w.k32);
-    let (n, blocks) = (w.n, w.blocks());
-    let tasks = blocks.div_ceil(TASK_BLOCKS);
-    let parts: Vec<Vec<f32>> = (0..tasks)
-        .into_par_iter()
-        .map(|t| {
-            let (b0, b1) = (t * TASK_BLOCKS, ((t + 1) * TASK_BLOCKS).min(blocks));
-            let cols = (b1 - b0) * BLOCK;
-            let mut out = vec![0f32; m * cols];
-            let mut r0 = 0;
-            while r0 < m {
-                let rows = MR.min(m - r0);
-                for b in b0..b1 {
-                    let mut tile = [[0f32; BLOCK]; MR];
-                    match isa {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: Avx512Vnni is chosen only when the CPU has it; bounds asserted.
-                        Isa::Avx512Vnni => unsafe { vnni::tile(&a, r0, rows, w, b, &mut tile) },
-                        _ => tile_portable(&a, r0, rows, w, b, &mut tile),
-                    }
-                    for (i, t) in tile.iter().enumerate().take(rows) {
-                        let dst = &mut out[(r0 + i) * cols + (b - b0) * BLOCK..][..BLOCK];
-                        for (d, v) in dst.iter_mut().zip(t) {
-                            *d = v * a.scales[r0 + i];
-                        }
+    super::bands::by_bands(m, w.n, TASK_BLOCKS, bias, |b0, b1| {
+        let cols = (b1 - b0) * BLOCK;
+        let mut out = vec![0f32; m * cols];
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = MR.min(m - r0);
+            for b in b0..b1 {
+                let mut tile = [[0f32; BLOCK]; MR];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: Avx512Vnni is chosen only when the CPU has it; bounds asserted.
+                    Isa::Avx512Vnni => unsafe { vnni::tile(&a, r0, rows, w, b, &mut tile) },
+                    _ => tile_portable(&a, r0, rows, w, b, &mut tile),
+                }
+                for (i, t) in tile.iter().enumerate().take(rows) {
+                    let dst = &mut out[(r0 + i) * cols + (b - b0) * BLOCK..][..BLOCK];
+                    for (d, v) in dst.iter_mut().zip(t) {
+                        *d = v * a.scales[r0 + i];
                     }
                 }
-                r0 += rows;
             }
-            out
-        })
-        .collect();
-    let mut y = vec![0f32; m * n];
-    for (t, part) in parts.iter().enumerate() {
-        let c0 = t * TASK_BLOCKS * BLOCK;
-        let cols = part.len() / m.max(1);
-        let take = cols.min(n - c0);
-        for r in 0..m {
-            let dst = &mut y[r * n + c0..r * n + c0 + take];
-            dst.copy_from_slice(&part[r * cols..r * cols + take]);
-            if let Some(b) = bias {
-                for (o, bv) in dst.iter_mut().zip(&b[c0..c0 + take]) {
-                    *o += bv;
-                }
-            }
+            r0 += rows;
         }
-    }
-    y
+        out
+    })
 }
 
 /// Sum over groups of scale[g, c] * (sum_i nibble * x_i - 8 * xsum[g]) for rows r0.. and block b
