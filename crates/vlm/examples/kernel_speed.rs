@@ -2,7 +2,7 @@
 //! `cargo run --release -p medr1-vlm --example kernel_speed`.
 use std::time::Instant;
 use vlm::kernels::bf16::{self, PackedBf16};
-use vlm::kernels::int8::{matmul_w8a8, matmul_weight_only, Isa, PackedI8};
+use vlm::kernels::int8::{matmul_two_digit, matmul_w8a8, Isa, PackedI8};
 
 fn main() {
     let isa = Isa::detect();
@@ -19,7 +19,7 @@ fn main() {
                 if m > 8 {
                     matmul_w8a8(x, m, &p, None, isa)
                 } else {
-                    matmul_weight_only(x, m, &p, None, isa)
+                    matmul_two_digit(x, m, &p, None, isa)
                 }
             };
             f(&x);

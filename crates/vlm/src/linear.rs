@@ -181,18 +181,6 @@ impl Linear {
         }
     }
 
-    /// Quantizes a constant weight to int8 ([`LinearKernel::Int8`]); trainable weights are left
-    /// alone. Returns whether anything changed.
-    pub fn quantize_int8(&mut self) -> Result<bool> {
-        if matches!(self.kernel, LinearKernel::Trainable(_) | LinearKernel::Int8(_) | LinearKernel::Q4(_)) {
-            return Ok(false);
-        }
-        let (n, k) = self.dims()?;
-        let w: Vec<f32> = self.kernel.weight_out_in()?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        self.kernel = LinearKernel::Int8(Arc::new(PackedI8::quantize(&w, n, k)));
-        Ok(true)
-    }
-
     /// Stores a constant float32 weight [in, out] for inference ([`LinearKernel::DenseF32`]).
     /// Other kernels are left alone; returns whether anything changed.
     pub fn prepare_dense_f32(&mut self) -> Result<bool> {
@@ -208,7 +196,7 @@ impl Linear {
     pub fn prepare_packed_bf16(&mut self) -> Result<bool> {
         let LinearKernel::Bf16(w) = &self.kernel else { return Ok(false) };
         let (n, k) = w.dims2()?;
-        let packed = with_bf16(w, |v| PackedBf16::pack(v, n, k)).map_or_else(
+        let packed = dense::with_bf16(w, |v| PackedBf16::pack(v, n, k)).map_or_else(
             || Ok(PackedBf16::pack(&w.flatten_all()?.to_vec1::<half::bf16>()?, n, k)),
             Ok::<_, candle_core::Error>,
         )?;
@@ -285,13 +273,13 @@ impl Linear {
             LinearKernel::Bf16(weight) => {
                 if decode {
                     let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                    if let Some(y) = with_bf16(weight, |wv| gemv::gemv_bf16(wv, n, k, &xv, m)) {
+                    if let Some(y) = dense::with_bf16(weight, |wv| gemv::gemv_bf16(wv, n, k, &xv, m)) {
                         return Tensor::from_vec(y, (m, n), x.device())?.to_dtype(x.dtype());
                     }
                 }
                 if x.dtype() == DType::BF16 {
                     // Packing costs a copy of the weight per call (about a tenth of the product).
-                    if let Some(p) = with_bf16(weight, |wv| PackedBf16::pack(wv, n, k)) {
+                    if let Some(p) = dense::with_bf16(weight, |wv| PackedBf16::pack(wv, n, k)) {
                         return bf16_product(x, &p, None);
                     }
                 }
@@ -324,50 +312,41 @@ impl Linear {
     }
 }
 
-/// Calls `f` on the contiguous bfloat16 data of a CPU tensor, without copying it.
-fn with_bf16<R>(t: &Tensor, f: impl FnOnce(&[half::bf16]) -> R) -> Option<R> {
-    if !t.is_contiguous() {
-        return None;
-    }
-    let (st, l) = t.storage_and_layout();
-    match &*st {
-        candle_core::Storage::Cpu(CpuStorage::BF16(v)) => Some(f(&v[l.start_offset()..][..t.elem_count()])),
-        _ => None,
-    }
+/// `x W^T (+ bias)` through a packed kernel, `product(x, m, bias) -> [m, n]` on float32 rows;
+/// output in `x`'s dtype.
+fn packed_product(
+    x: &Tensor,
+    n: usize,
+    bias: Option<&Tensor>,
+    product: impl FnOnce(&[f32], usize, Option<&[f32]>) -> Vec<f32>,
+) -> Result<Tensor> {
+    let (m, _) = x.dims2()?;
+    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
+    Tensor::from_vec(product(&xv, m, bv.as_deref()), (m, n), x.device())?.to_dtype(x.dtype())
 }
 
-/// `x W^T (+ bias)` with a packed bfloat16 weight (inputs rounded to bfloat16, float32
-/// accumulation); output in `x`'s dtype.
+/// A packed bfloat16 weight: inputs rounded to bfloat16, float32 accumulation.
 fn bf16_product(x: &Tensor, w: &PackedBf16, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (m, _) = x.dims2()?;
-    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
-    let y = bf16::matmul(&xv, m, w, bv.as_deref(), bf16::Isa::detect());
-    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
+    packed_product(x, w.n, bias, |x, m, b| bf16::matmul(x, m, w, b, bf16::Isa::detect()))
 }
 
-/// `x W^T (+ bias)` with a 4-bit weight (W4A8); output in `x`'s dtype.
+/// A 4-bit weight (W4A8).
 fn q4_product(x: &Tensor, w: &PackedQ4, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (m, _) = x.dims2()?;
-    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
-    let y = q4::matmul(&xv, m, w, bv.as_deref(), int8::Isa::detect());
-    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
+    packed_product(x, w.n, bias, |x, m, b| q4::matmul(x, m, w, b, int8::Isa::detect()))
 }
 
-/// `x W^T (+ bias)` with an int8 weight: the 15-bit two-digit input for the few rows of decoding
-/// (weight-only in effect), W8A8 through VNNI for more. Output in `x`'s dtype.
+/// An int8 weight: the 15-bit two-digit input for the few rows of decoding (weight-only in
+/// effect), W8A8 through VNNI for more.
 fn int8_product(x: &Tensor, w: &PackedI8, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (m, _) = x.dims2()?;
-    let xv: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let bv: Option<Vec<f32>> = bias.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose()?;
-    let isa = int8::Isa::detect();
-    let y = if m <= gemv::MAX_ROWS {
-        int8::matmul_two_digit(&xv, m, w, bv.as_deref(), isa)
-    } else {
-        int8::matmul_w8a8(&xv, m, w, bv.as_deref(), isa)
-    };
-    Tensor::from_vec(y, (m, w.n), x.device())?.to_dtype(x.dtype())
+    packed_product(x, w.n, bias, |x, m, b| {
+        let isa = int8::Isa::detect();
+        if m <= gemv::MAX_ROWS {
+            int8::matmul_two_digit(x, m, w, b, isa)
+        } else {
+            int8::matmul_w8a8(x, m, w, b, isa)
+        }
+    })
 }
 
 /// candle's matmul of `x` [m, k] with a weight [n, k] (or [k, n] when `transposed`).

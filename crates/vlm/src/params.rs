@@ -31,15 +31,25 @@ pub trait ParamSource {
     }
 }
 
-/// `get`, then per-channel int8 quantization: the float tensor lives only until it is quantized,
-/// so loading holds one float weight at a time.
-fn quantized<S: ParamSource + ?Sized>(source: &S, name: &str, n: usize, k: usize) -> Result<PackedI8> {
-    let w = source.get(name, &[n, k])?.to_dtype(DType::F32)?;
-    // Read in place (no second float copy: the 2B embedding is 0.93 GB in float32).
-    if let Some(p) = crate::kernels::dense::with_f32(&w, |v| PackedI8::quantize(v, n, k)) {
-        return Ok(p);
+/// `get` as float32, handed to `quantize` in place (no second float copy: the 2B embedding is
+/// 0.93 GB in float32); the float tensor lives only until it is quantized, so loading holds one
+/// float weight at a time.
+fn quantized_with<S: ParamSource + ?Sized, Q>(
+    source: &S,
+    name: &str,
+    shape: [usize; 2],
+    quantize: impl Fn(&[f32]) -> Q,
+) -> Result<Q> {
+    let w = source.get(name, &shape)?.to_dtype(DType::F32)?;
+    match crate::kernels::dense::with_f32(&w, &quantize) {
+        Some(q) => Ok(q),
+        None => Ok(quantize(&w.flatten_all()?.to_vec1::<f32>()?)),
     }
-    Ok(PackedI8::quantize(&w.flatten_all()?.to_vec1::<f32>()?, n, k))
+}
+
+/// Per-channel int8 of the [n, k] weight `name`.
+fn quantized<S: ParamSource + ?Sized>(source: &S, name: &str, n: usize, k: usize) -> Result<PackedI8> {
+    quantized_with(source, name, [n, k], |v| PackedI8::quantize(v, n, k))
 }
 
 /// Parameters read from a checkpoint's safetensors for a model in `precision` (float tensors
@@ -188,9 +198,9 @@ impl<'a> Params<'a> {
             // The decoder's layers in 4 bits; the vision tower's (prefill only) and an untied LM
             // head in int8.
             Precision::Q4 if self.name().starts_with("model.") => {
-                let w = self.get("weight", &[out_dim, in_dim])?.to_dtype(DType::F32)?;
-                let q = crate::kernels::dense::with_f32(&w, |v| PackedQ4::quantize(v, out_dim, in_dim))
-                    .expect("a contiguous float32 tensor");
+                let q = quantized_with(self.source, &self.path("weight"), [out_dim, in_dim], |v| {
+                    PackedQ4::quantize(v, out_dim, in_dim)
+                })?;
                 LinearKernel::Q4(std::sync::Arc::new(q))
             }
             Precision::Int8 | Precision::Q4 => {

@@ -154,11 +154,6 @@ impl Weights {
         Ok(Weights { st, names, layout, stored_dtype, int8: int8_set })
     }
 
-    /// Whether any weight is stored in int8.
-    pub fn has_int8(&self) -> bool {
-        !self.int8.is_empty()
-    }
-
     /// The [n, k] weight `canonical` as stored in int8; None when it is stored as floats.
     pub fn get_int8(&self, canonical: &str, n: usize, k: usize) -> Result<Option<PackedI8>> {
         if !self.int8.contains(canonical) {

@@ -165,6 +165,20 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     }
 }
 
+/// The same for bfloat16 data.
+pub fn with_bf16<R>(t: &Tensor, f: impl FnOnce(&[half::bf16]) -> R) -> Option<R> {
+    if !t.is_contiguous() {
+        return None;
+    }
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(v)) => {
+            Some(f(&v[l.start_offset()..][..t.elem_count()]))
+        }
+        _ => None,
+    }
+}
+
 /// `x W^T + b` for untracked float32 CPU tensors, `x` [m, k] and the weight [n, k] (or [k, n] when
 /// `transposed`), with the bias written into the output before the product accumulates onto it:
 /// no separate pass over the output to add it, and no zero-filled output buffer either (candle's

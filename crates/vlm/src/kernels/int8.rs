@@ -9,9 +9,9 @@
 //! - A few rows (decoding): weight-only in effect. Each input row is carried as two int8 digits
 //!   (15 bits: an error of 1/64516 of the row's largest value, against the weights' 1/254), so the
 //!   weights still stream through `vpdpbusd`, one instruction per 64 bytes; decoding reads a
-//!   quarter of float32's bytes. (`matmul_weight_only`, which widens the weights to float32 in
-//!   registers, is the exact reference: twelve instructions per 64 bytes made it compute-bound at
-//!   this machine's bandwidth, 20.7 tokens/s at the 2B shape.)
+//!   quarter of float32's bytes. (`matmul_weight_only`, the weights widened to float32, is the exact
+//!   reference; as an AVX-512 kernel it took twelve instructions per 64 bytes, compute-bound at
+//!   this machine's bandwidth: 20.7 tokens/s at the 2B shape.)
 //!
 //! Why per channel (not groups of 32-128): one scale per output row keeps the integer dot product
 //! whole (a group scale would need a float rescale every group inside the VNNI loop), and at
@@ -97,7 +97,7 @@ pub(crate) fn round_even(x: f32) -> f32 {
 
 /// Scale for a row whose largest magnitude is `amax` (zero rows get scale 0 and all-zero q).
 #[inline]
-fn scale_for(amax: f32) -> (f32, f32) {
+pub(crate) fn scale_for(amax: f32) -> (f32, f32) {
     if amax > 0.0 && amax.is_finite() {
         (amax / 127.0, 127.0 / amax)
     } else {
@@ -109,10 +109,6 @@ impl PackedI8 {
     #[inline]
     fn offset(&self, c: usize, kk: usize) -> usize {
         (c / BLOCK) * self.k4 * BLOCK + (kk / STEP) * BLOCK * STEP + (c % BLOCK) * STEP + kk % STEP
-    }
-
-    fn blocks(&self) -> usize {
-        self.n.div_ceil(BLOCK)
     }
 
     /// Bytes this weight occupies (quantized values, scales and sums).
@@ -184,23 +180,6 @@ impl PackedI8 {
         let mut out = vec![0f32; self.n * self.k];
         out.par_chunks_mut(self.k).enumerate().for_each(|(c, r)| self.row(c, r));
         out
-    }
-
-    /// Concatenates weights along the output axis (fused projections). None unless every part
-    /// but the last fills whole blocks and all share `k`.
-    pub fn concat(parts: &[&PackedI8]) -> Option<PackedI8> {
-        let k = parts.first()?.k;
-        if parts.iter().any(|p| p.k != k) || parts[..parts.len() - 1].iter().any(|p| p.n % BLOCK != 0) {
-            return None;
-        }
-        let mut data = Vec::new();
-        let (mut scales, mut sums) = (Vec::new(), Vec::new());
-        for p in parts {
-            data.extend_from_slice(&p.data);
-            scales.extend_from_slice(&p.scales);
-            sums.extend_from_slice(&p.sums);
-        }
-        Some(PackedI8 { n: scales.len(), k, k4: parts[0].k4, data, scales, sums })
     }
 }
 
@@ -419,102 +398,20 @@ mod vnni {
             }
         }
     }
-
-    /// Weight-only product of one block with `m` float32 rows `xs` ([m][k4], zero-padded):
-    /// out is [m][16].
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512 F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gemv_block(w: &PackedI8, b: usize, xs: &[f32], m: usize, out: &mut [f32]) {
-        let k4 = w.k4;
-        assert!(xs.len() >= m * k4 && out.len() >= m * BLOCK && (b + 1) * k4 * BLOCK <= w.data.len());
-        let bp = w.data.as_ptr().add(b * k4 * BLOCK);
-        let mut r = 0;
-        while r < m {
-            let two = r + 1 < m;
-            let mut acc0 = [_mm512_setzero_ps(); 4];
-            let mut acc1 = [_mm512_setzero_ps(); 4];
-            let x0 = xs.as_ptr().add(r * k4);
-            let x1 = xs.as_ptr().add((r + two as usize) * k4);
-            for g in 0..k4 / STEP {
-                let p0 = _mm512_broadcast_f32x4(_mm_loadu_ps(x0.add(g * STEP)));
-                let p1 = _mm512_broadcast_f32x4(_mm_loadu_ps(x1.add(g * STEP)));
-                let wg = bp.add(g * BLOCK * STEP);
-                for q in 0..4 {
-                    // 16 bytes = 4 channels x 4 inputs, widened to float32.
-                    let wq = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(wg.add(16 * q) as *const _)));
-                    acc0[q] = _mm512_fmadd_ps(wq, p0, acc0[q]);
-                    if two {
-                        acc1[q] = _mm512_fmadd_ps(wq, p1, acc1[q]);
-                    }
-                }
-            }
-            for (i, acc) in [acc0, acc1].iter().enumerate().take(1 + two as usize) {
-                for (q, v) in acc.iter().enumerate() {
-                    let mut lanes = [0f32; 16];
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
-                    for c in 0..4 {
-                        let s = lanes[4 * c] + lanes[4 * c + 1] + lanes[4 * c + 2] + lanes[4 * c + 3];
-                        out[(r + i) * BLOCK + 4 * q + c] = s;
-                    }
-                }
-            }
-            r += 1 + two as usize;
-        }
-    }
 }
 
-fn gemv_block_portable(w: &PackedI8, b: usize, xs: &[f32], m: usize, out: &mut [f32]) {
-    let k4 = w.k4;
-    let blk = &w.data[b * k4 * BLOCK..(b + 1) * k4 * BLOCK];
-    for r in 0..m {
-        let x = &xs[r * k4..(r + 1) * k4];
-        let mut acc = [0f32; BLOCK];
-        for (g, xg) in x.chunks_exact(STEP).enumerate() {
-            let wg = &blk[g * BLOCK * STEP..(g + 1) * BLOCK * STEP];
-            for (lane, a) in acc.iter_mut().enumerate() {
-                let wl = &wg[lane * STEP..(lane + 1) * STEP];
-                *a += wl[0] as f32 * xg[0] + wl[1] as f32 * xg[1] + wl[2] as f32 * xg[2] + wl[3] as f32 * xg[3];
-            }
-        }
-        out[r * BLOCK..(r + 1) * BLOCK].copy_from_slice(&acc);
-    }
-}
-
-/// Blocks per decode task: 16 x 16 channels.
-const GEMV_TASK_BLOCKS: usize = 16;
-
-/// `x W^T (+ bias)` for a few float32 rows `x` [m, k], weights widened in registers (weight-only
-/// int8); returns [m, n].
-pub fn matmul_weight_only(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>, isa: Isa) -> Vec<f32> {
+/// `x W^T (+ bias)` with the weights widened to float32 and the input kept exact (weight-only
+/// int8): the reference the two-digit decode product is held to. One thread, no SIMD.
+pub fn matmul_weight_only(x: &[f32], m: usize, w: &PackedI8, bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), m * w.k, "input is not [{m}, {}]", w.k);
-    let (k, k4, n) = (w.k, w.k4, w.n);
-    let mut xs = vec![0f32; m * k4];
-    for r in 0..m {
-        xs[r * k4..r * k4 + k].copy_from_slice(&x[r * k..(r + 1) * k]);
-    }
-    let blocks = w.blocks();
-    // [block][m][16], then scattered into [m, n].
-    let mut out_b = vec![0f32; blocks * m * BLOCK];
-    out_b.par_chunks_mut(GEMV_TASK_BLOCKS * m * BLOCK).enumerate().for_each(|(t, chunk)| {
-        for (i, o) in chunk.chunks_mut(m * BLOCK).enumerate() {
-            let b = t * GEMV_TASK_BLOCKS + i;
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: Avx512Vnni implies AVX-512 F; sizes are asserted inside.
-                Isa::Avx512Vnni => unsafe { vnni::gemv_block(w, b, &xs, m, o) },
-                _ => gemv_block_portable(w, b, &xs, m, o),
-            }
-        }
-    });
+    let (k, n) = (w.k, w.n);
     let mut y = vec![0f32; m * n];
+    let mut row = vec![0f32; k];
     for c in 0..n {
-        let (b, lane) = (c / BLOCK, c % BLOCK);
-        let s = w.scales[c];
-        let bias = bias.map_or(0.0, |v| v[c]);
+        w.row(c, &mut row);
         for r in 0..m {
-            y[r * n + c] = out_b[(b * m + r) * BLOCK + lane] * s + bias;
+            let dot: f32 = row.iter().zip(&x[r * k..(r + 1) * k]).map(|(a, b)| a * b).sum();
+            y[r * n + c] = dot + bias.map_or(0.0, |v| v[c]);
         }
     }
     y
@@ -612,7 +509,6 @@ mod tests {
 
     #[test]
     fn weight_only_matches_the_dequantized_product_and_float64() {
-        let isa = Isa::detect();
         for (m, n, k) in [(1, 1, 1), (1, 17, 5), (2, 40, 130), (3, 300, 67), (8, 33, 1536), (5, 512, 64)] {
             let x = random(m * k, 4);
             let w = random(n * k, 5);
@@ -626,12 +522,10 @@ mod tests {
                     dq_b[r * n + c] += bias[c] as f64;
                 }
             }
-            for which in [Isa::Portable, isa] {
-                let y = matmul_weight_only(&x, m, &p, Some(&bias), which);
-                assert!(rel_err(&y, &dq_b) < 1e-5, "{which:?} [{m},{n},{k}]: {}", rel_err(&y, &dq_b));
-            }
+            let y = matmul_weight_only(&x, m, &p, Some(&bias));
+            assert!(rel_err(&y, &dq_b) < 1e-5, "[{m},{n},{k}]: {}", rel_err(&y, &dq_b));
             // And the weight rounding alone is small against the float weights.
-            let y = matmul_weight_only(&x, m, &p, None, isa);
+            let y = matmul_weight_only(&x, m, &p, None);
             let err = rel_err(&y, &reference(&x, m, &w, n, k));
             assert!(err < 0.01, "[{m},{n},{k}] weight rounding error {err}");
         }
@@ -645,7 +539,7 @@ mod tests {
             let w = random(n * k, 15);
             let bias = random(n, 16);
             let p = PackedI8::quantize(&w, n, k);
-            let exact = matmul_weight_only(&x, m, &p, Some(&bias), Isa::Portable);
+            let exact = matmul_weight_only(&x, m, &p, Some(&bias));
             let portable = matmul_two_digit(&x, m, &p, Some(&bias), Isa::Portable);
             let fast = matmul_two_digit(&x, m, &p, Some(&bias), isa);
             // Integer arithmetic: bit for bit across instruction sets.
@@ -670,23 +564,7 @@ mod tests {
         assert!(rel_err(&matmul_w8a8(&x, m, &p, None, Isa::detect()), &want) > 0.1);
         let mut p = PackedI8::quantize(&w, n, k);
         p.scales[19] = 0.0;
-        assert!(rel_err(&matmul_weight_only(&x, m, &p, None, Isa::detect()), &want) > 0.1);
+        assert!(rel_err(&matmul_weight_only(&x, m, &p, None), &want) > 0.1);
         assert!(rel_err(&matmul_two_digit(&x, m, &p, None, Isa::detect()), &want) > 0.1);
-    }
-
-    #[test]
-    fn concat_stacks_outputs() {
-        let (a, b) = (random(16 * 8, 10), random(5 * 8, 11));
-        let (pa, pb) = (PackedI8::quantize(&a, 16, 8), PackedI8::quantize(&b, 5, 8));
-        let f = PackedI8::concat(&[&pa, &pb]).unwrap();
-        let x = random(3 * 8, 12);
-        let y = matmul_w8a8(&x, 3, &f, None, Isa::Portable);
-        let (ya, yb) = (matmul_w8a8(&x, 3, &pa, None, Isa::Portable), matmul_w8a8(&x, 3, &pb, None, Isa::Portable));
-        for r in 0..3 {
-            assert_eq!(&y[r * 21..r * 21 + 16], &ya[r * 16..(r + 1) * 16]);
-            assert_eq!(&y[r * 21 + 16..(r + 1) * 21], &yb[r * 5..(r + 1) * 5]);
-        }
-        // A first part that does not fill whole blocks cannot be stacked.
-        assert!(PackedI8::concat(&[&pb, &pa]).is_none());
     }
 }

@@ -142,7 +142,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, k32: usize) -> Rows {
         |(r, ((dst, s), gs))| {
             let row = &x[r * k..(r + 1) * k];
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let (scale, inv) = if amax > 0.0 && amax.is_finite() { (amax / 127.0, 127.0 / amax) } else { (0.0, 0.0) };
+            let (scale, inv) = super::int8::scale_for(amax);
             *s = scale;
             for (i, (d, &v)) in dst.iter_mut().zip(row).enumerate() {
                 *d = super::int8::to_i8(v, inv);
