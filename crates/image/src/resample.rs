@@ -1,7 +1,8 @@
 //! PIL's bicubic resize for 8-bit images (Pillow's `ImagingResample` with `BICUBIC`): a separable
 //! filter with a = -0.5, widened by the scale factor when shrinking (antialiasing), coefficients
-//! normalised and turned into 22-bit fixed point, the horizontal pass first with its result
-//! rounded and clipped to 8 bits, then the vertical pass. Written from the algorithm's
+//! normalised and turned into 22-bit fixed point, two passes each rounded and clipped to 8 bits,
+//! in the order Pillow 13 runs them (horizontal first unless the height shrinks much more than the
+//! width). Written from the algorithm's
 //! description so that `Qwen2VLImageProcessor`'s pixels are reproduced to the byte.
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -58,46 +59,81 @@ fn clip8(v: i64) -> u8 {
     v.clamp(0, 255) as u8
 }
 
-/// Resizes an interleaved 8-bit image (`channels` per pixel, row-major) to `out_w` x `out_h`.
-pub fn resize_bicubic(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+/// Whether Pillow (>= 13) runs the horizontal pass first: always, unless the height shrinks by more
+/// than twice as many pixels as the width does; then the vertical pass runs first so that the
+/// horizontal one has fewer rows (`ImagingResampleInner`). Each pass rounds to 8 bits, so the
+/// order changes pixels by one level here and there.
+pub fn horizontal_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let dh = h as i64 - out_h as i64;
+    let dw = w as i64 - out_w as i64;
+    !(dh > 0 && dh > 2 * dw)
+}
+
+/// One pass along the rows (each output pixel mixes neighbours in its row).
+fn pass_horizontal(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize) -> Vec<u8> {
     let round = 1i64 << (PRECISION_BITS - 1);
-    // Horizontal pass (skipped when the width is unchanged, as Pillow does).
-    let horiz: Vec<u8> = if out_w != w {
-        let cx = coefficients(w, out_w);
-        let mut tmp = vec![0u8; out_w * h * channels];
-        for y in 0..h {
-            let row = &src[y * w * channels..(y + 1) * w * channels];
-            for (xx, (xmin, k)) in cx.iter().enumerate() {
-                for c in 0..channels {
-                    let mut ss = round;
-                    for (i, &kv) in k.iter().enumerate() {
-                        ss += row[(xmin + i) * channels + c] as i64 * kv as i64;
-                    }
-                    tmp[(y * out_w + xx) * channels + c] = clip8(ss);
-                }
-            }
-        }
-        tmp
-    } else {
-        src.to_vec()
-    };
-    if out_h == h {
-        return horiz;
-    }
-    let cy = coefficients(h, out_h);
-    let mut out = vec![0u8; out_w * out_h * channels];
-    for (yy, (ymin, k)) in cy.iter().enumerate() {
-        for x in 0..out_w {
+    let cx = coefficients(w, out_w);
+    let mut tmp = vec![0u8; out_w * h * channels];
+    for y in 0..h {
+        let row = &src[y * w * channels..(y + 1) * w * channels];
+        for (xx, (xmin, k)) in cx.iter().enumerate() {
             for c in 0..channels {
                 let mut ss = round;
                 for (i, &kv) in k.iter().enumerate() {
-                    ss += horiz[((ymin + i) * out_w + x) * channels + c] as i64 * kv as i64;
+                    ss += row[(xmin + i) * channels + c] as i64 * kv as i64;
                 }
-                out[(yy * out_w + x) * channels + c] = clip8(ss);
+                tmp[(y * out_w + xx) * channels + c] = clip8(ss);
+            }
+        }
+    }
+    tmp
+}
+
+/// One pass along the columns.
+fn pass_vertical(src: &[u8], w: usize, h: usize, channels: usize, out_h: usize) -> Vec<u8> {
+    let round = 1i64 << (PRECISION_BITS - 1);
+    let cy = coefficients(h, out_h);
+    let mut out = vec![0u8; w * out_h * channels];
+    for (yy, (ymin, k)) in cy.iter().enumerate() {
+        for x in 0..w {
+            for c in 0..channels {
+                let mut ss = round;
+                for (i, &kv) in k.iter().enumerate() {
+                    ss += src[((ymin + i) * w + x) * channels + c] as i64 * kv as i64;
+                }
+                out[(yy * w + x) * channels + c] = clip8(ss);
             }
         }
     }
     out
+}
+
+/// Resizes an interleaved 8-bit image (`channels` per pixel, row-major) to `out_w` x `out_h`,
+/// passes in Pillow 13's order (see [`horizontal_first`]); a pass whose size is unchanged is
+/// skipped, as Pillow does.
+pub fn resize_bicubic(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+    resize_bicubic_ordered(src, w, h, channels, out_w, out_h, horizontal_first(w, h, out_w, out_h))
+}
+
+/// [`resize_bicubic`] with the pass order given (Pillow before 13 always ran the horizontal pass
+/// first).
+pub fn resize_bicubic_ordered(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    horizontal_first: bool,
+) -> Vec<u8> {
+    let horizontal =
+        |s: &[u8], h: usize| if out_w != w { pass_horizontal(s, w, h, channels, out_w) } else { s.to_vec() };
+    let vertical = |s: &[u8], w: usize| if out_h != h { pass_vertical(s, w, h, channels, out_h) } else { s.to_vec() };
+    if horizontal_first {
+        vertical(&horizontal(src, h), out_w)
+    } else {
+        horizontal(&vertical(src, w), out_h)
+    }
 }
 
 #[cfg(test)]

@@ -6,4 +6,5 @@ mod generation;
 mod gradients;
 mod loading;
 mod parity;
+mod pillow_order;
 mod tokenizer;
