@@ -1,11 +1,17 @@
-//! `config.json` in both layouts Qwen2-VL checkpoints ship:
+//! `config.json` of the two model families (Qwen2-VL and Qwen2.5-VL, told apart by `model_type`
+//! or `architectures`), each in both layouts its checkpoints ship:
 //!
 //! - legacy (Qwen2-VL-2B-Instruct, Med-R1): text keys at the top level, `rope_scaling.mrope_section`,
 //!   `vision_config.in_chans`;
 //! - transformers >= 5: text keys nested under `text_config`, `rope_parameters` with `mrope_section`
 //!   and `rope_theta`, `vision_config.in_channels`.
 //!
-//! Both are read into one [`Qwen2VlConfig`]; every missing or malformed key is an error naming the
+//! In Qwen2.5-VL's files `vision_config.hidden_size` is the tower's own width (Qwen2-VL calls that
+//! `embed_dim` and uses `hidden_size` for the merger's output, Qwen2.5-VL's `out_hidden_size`), the
+//! MLP width is `intermediate_size` (no `mlp_ratio`), and `window_size` / `fullatt_block_indexes`
+//! lay out the windowed attention.
+//!
+//! All are read into one [`Qwen2VlConfig`]; every missing or malformed key is an error naming the
 //! file and the key.
 
 use crate::error::{Result, VlmError};
@@ -29,35 +35,107 @@ pub struct TextConfig {
     pub tie_word_embeddings: bool,
 }
 
+/// The model family: which vision tower the checkpoint has (the decoders are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `Qwen2VLForConditionalGeneration`: LayerNorm, quick-GELU MLP, attention over whole images.
+    Qwen2Vl,
+    /// `Qwen2_5_VLForConditionalGeneration`: RMSNorm, SwiGLU MLP, windowed attention but in
+    /// `fullatt_block_indexes`.
+    Qwen2_5Vl,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Qwen2Vl, Family::Qwen2_5Vl];
+
+    /// The `model_type` transformers writes (and the command line's spelling).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Qwen2Vl => "qwen2_vl",
+            Family::Qwen2_5Vl => "qwen2_5_vl",
+        }
+    }
+
+    /// The transformers class.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Family::Qwen2Vl => "Qwen2VLForConditionalGeneration",
+            Family::Qwen2_5Vl => "Qwen2_5_VLForConditionalGeneration",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.model_type() == name || f.architecture() == name)
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_type())
+    }
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Family::parse(s).ok_or_else(|| format!("unknown model family `{s}` (qwen2_vl or qwen2_5_vl)"))
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for Family {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.model_type()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisionConfig {
+    pub family: Family,
     pub depth: usize,
+    /// The tower's width (Qwen2-VL's `embed_dim`, Qwen2.5-VL's `vision_config.hidden_size`).
     pub embed_dim: usize,
     pub num_heads: usize,
-    pub mlp_ratio: f64,
+    /// The MLP's width (Qwen2-VL: `embed_dim * mlp_ratio`).
+    pub intermediate_size: usize,
     pub in_channels: usize,
     /// Output width of the patch merger = the decoder's hidden size.
-    pub hidden_size: usize,
+    pub out_hidden_size: usize,
     pub patch_size: usize,
     pub spatial_merge_size: usize,
     pub temporal_patch_size: usize,
+    /// Qwen2.5-VL: the attention window's side in pixels (0: every block sees whole images).
+    pub window_size: usize,
+    /// Qwen2.5-VL: the blocks that attend over whole images.
+    pub fullatt_block_indexes: Vec<usize>,
 }
 
 impl VisionConfig {
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads
     }
-    pub fn mlp_hidden(&self) -> usize {
-        (self.embed_dim as f64 * self.mlp_ratio) as usize
-    }
     /// Width of one flattened patch row: channels x temporal x patch x patch (1176 for Qwen2-VL).
     pub fn patch_dim(&self) -> usize {
         self.in_channels * self.temporal_patch_size * self.patch_size * self.patch_size
+    }
+    /// A window's side in merged tokens (`window_size // spatial_merge_size // patch_size`), or
+    /// `None` when every block attends over whole images.
+    pub fn window_tokens(&self) -> Option<usize> {
+        let w = self.window_size / self.spatial_merge_size.max(1) / self.patch_size.max(1);
+        (self.family == Family::Qwen2_5Vl && w > 0).then_some(w)
+    }
+    /// Whether block `i` attends over whole images (always for Qwen2-VL).
+    pub fn full_attention(&self, i: usize) -> bool {
+        self.window_tokens().is_none() || self.fullatt_block_indexes.contains(&i)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2VlConfig {
+    pub family: Family,
     pub text: TextConfig,
     pub vision: VisionConfig,
     pub image_token_id: u32,
@@ -119,11 +197,7 @@ impl Qwen2VlConfig {
         if !json.is_object() {
             return Err(VlmError::file(file, "expected a JSON object"));
         }
-        if let Some(mt) = json.get("model_type").and_then(|v| v.as_str()) {
-            if mt != "qwen2_vl" {
-                return Err(r.err("model_type", format!("`{mt}` is not supported (only qwen2_vl)")));
-            }
-        }
+        let family = Self::family(json, &r)?;
         let null = Value::Null;
         let nested = json.get("text_config").filter(|v| v.is_object());
         let nested_layout = nested.is_some();
@@ -202,36 +276,91 @@ impl Qwen2VlConfig {
             Some(v) => v.as_u64().ok_or_else(|| r.err("vision_config.in_channels", "expected an integer"))? as usize,
             None => 3,
         };
-        let vision = VisionConfig {
-            depth: r.usize(vs, "depth")?,
-            embed_dim: r.usize(vs, "embed_dim")?,
-            num_heads: r.usize(vs, "num_heads")?,
-            mlp_ratio: r.f64(vs, "mlp_ratio").unwrap_or(4.0),
-            in_channels,
-            // The merger's output width; transformers >= 5 calls it `out_hidden_size` in some dumps.
-            hidden_size: r.usize(vs, "hidden_size").or_else(|_| r.usize(vs, "out_hidden_size")).unwrap_or(hidden_size),
-            patch_size: r.usize(vs, "patch_size").unwrap_or(14),
-            spatial_merge_size: r.usize(vs, "spatial_merge_size").unwrap_or(2),
-            temporal_patch_size: r.usize(vs, "temporal_patch_size").unwrap_or(2),
+        let vision = match family {
+            Family::Qwen2Vl => {
+                let embed_dim = r.usize(vs, "embed_dim")?;
+                VisionConfig {
+                    family,
+                    depth: r.usize(vs, "depth")?,
+                    embed_dim,
+                    num_heads: r.usize(vs, "num_heads")?,
+                    intermediate_size: (embed_dim as f64 * r.f64(vs, "mlp_ratio").unwrap_or(4.0)) as usize,
+                    in_channels,
+                    // The merger's output width; transformers >= 5 calls it `out_hidden_size` in some dumps.
+                    out_hidden_size: r
+                        .usize(vs, "hidden_size")
+                        .or_else(|_| r.usize(vs, "out_hidden_size"))
+                        .unwrap_or(hidden_size),
+                    patch_size: r.usize(vs, "patch_size").unwrap_or(14),
+                    spatial_merge_size: r.usize(vs, "spatial_merge_size").unwrap_or(2),
+                    temporal_patch_size: r.usize(vs, "temporal_patch_size").unwrap_or(2),
+                    window_size: 0,
+                    fullatt_block_indexes: vec![],
+                }
+            }
+            Family::Qwen2_5Vl => {
+                if let Some(act) = vc.get("hidden_act").and_then(|v| v.as_str()) {
+                    if act != "silu" {
+                        return Err(r.err("vision_config.hidden_act", format!("`{act}` is not supported (silu)")));
+                    }
+                }
+                let full = match vc.get("fullatt_block_indexes") {
+                    None | Some(Value::Null) => vec![7, 15, 23, 31],
+                    Some(v) => serde_json::from_value::<Vec<usize>>(v.clone()).map_err(|_| {
+                        r.err("vision_config.fullatt_block_indexes", "expected a list of block numbers")
+                    })?,
+                };
+                VisionConfig {
+                    family,
+                    depth: r.usize(vs, "depth")?,
+                    embed_dim: r.usize(vs, "hidden_size")?,
+                    num_heads: r.usize(vs, "num_heads")?,
+                    intermediate_size: r.usize(vs, "intermediate_size")?,
+                    in_channels,
+                    out_hidden_size: r.usize(vs, "out_hidden_size").unwrap_or(hidden_size),
+                    patch_size: r.usize(vs, "patch_size").unwrap_or(14),
+                    spatial_merge_size: r.usize(vs, "spatial_merge_size").unwrap_or(2),
+                    temporal_patch_size: r.usize(vs, "temporal_patch_size").unwrap_or(2),
+                    window_size: r.usize(vs, "window_size").unwrap_or(112),
+                    fullatt_block_indexes: full,
+                }
+            }
         };
         if vision.num_heads == 0 || !vision.embed_dim.is_multiple_of(vision.num_heads) {
             return Err(r.err(
                 "vision_config.num_heads",
-                format!("embed_dim {} is not divisible by {} heads", vision.embed_dim, vision.num_heads),
+                format!("the vision width {} is not divisible by {} heads", vision.embed_dim, vision.num_heads),
             ));
         }
-        if vision.hidden_size != hidden_size {
+        if !vision.head_dim().is_multiple_of(4) {
             return Err(r.err(
-                "vision_config.hidden_size",
+                "vision_config.num_heads",
+                format!("the vision head width {} is not a multiple of 4 (2-D rotary)", vision.head_dim()),
+            ));
+        }
+        if let Some(&b) = vision.fullatt_block_indexes.iter().find(|&&b| b >= vision.depth) {
+            return Err(r.err(
+                "vision_config.fullatt_block_indexes",
+                format!("names block {b} but the tower has {} (depth)", vision.depth),
+            ));
+        }
+        if vision.out_hidden_size != hidden_size {
+            let key = match family {
+                Family::Qwen2Vl => "vision_config.hidden_size",
+                Family::Qwen2_5Vl => "vision_config.out_hidden_size",
+            };
+            return Err(r.err(
+                key,
                 format!(
                     "the patch merger outputs {} features but the decoder's hidden_size is {hidden_size}",
-                    vision.hidden_size
+                    vision.out_hidden_size
                 ),
             ));
         }
         let top: &[(&str, &Value)] = &[("", json), ("text_config.", tc)];
         let id = |k: &str| -> Result<u32> { Ok(r.usize(top, k)? as u32) };
         Ok(Qwen2VlConfig {
+            family,
             text,
             vision,
             image_token_id: id("image_token_id")?,
@@ -240,6 +369,29 @@ impl Qwen2VlConfig {
             vision_end_token_id: id("vision_end_token_id")?,
             nested_layout,
         })
+    }
+
+    /// The family from `model_type`, else `architectures`; a file with neither is Qwen2-VL (the
+    /// original Med-R1 checkpoints' family).
+    fn family(json: &Value, r: &Reader) -> Result<Family> {
+        if let Some(mt) = json.get("model_type").filter(|v| !v.is_null()) {
+            let name = mt.as_str().ok_or_else(|| r.err("model_type", format!("expected a string, got {mt}")))?;
+            return Family::parse(name).ok_or_else(|| {
+                r.err("model_type", format!("`{name}` is not a supported model family (qwen2_vl or qwen2_5_vl)"))
+            });
+        }
+        if let Some(archs) = json.get("architectures").and_then(|v| v.as_array()) {
+            let names: Vec<&str> = archs.iter().filter_map(|a| a.as_str()).collect();
+            return names.iter().find_map(|a| Family::parse(a)).ok_or_else(|| {
+                r.err(
+                    "architectures",
+                    format!(
+                        "{names:?} names no supported model (Qwen2VLForConditionalGeneration or Qwen2_5_VLForConditionalGeneration)"
+                    ),
+                )
+            });
+        }
+        Ok(Family::Qwen2Vl)
     }
 
     /// Token ids a sampler must never emit: a sampled `<|image_pad|>` would desynchronise the image

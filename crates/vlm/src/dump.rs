@@ -93,6 +93,8 @@ pub fn run_case(
         out.insert("pixel_values".into(), px.clone());
         let g: Vec<i64> = batch.image_grid_thw.iter().flatten().map(|&x| x as i64).collect();
         out.insert("image_grid_thw".into(), Tensor::from_vec(g, (batch.image_grid_thw.len(), 3), &dev)?);
+        // The vision tower's output: the rows that replace the `<|image_pad|>` embeddings.
+        out.insert("image_embeds".into(), ck.model.visual.forward(px, &batch.image_grid_thw)?);
     }
     let ri = ck.model.rope_index(batch)?;
     let (b, l) = (batch.rows(), batch.len());

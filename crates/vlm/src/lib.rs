@@ -32,6 +32,7 @@ pub mod sampling;
 pub mod shapes;
 pub mod text;
 pub mod vision;
+pub mod vision_windows;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;

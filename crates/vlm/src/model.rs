@@ -308,7 +308,13 @@ mod tests {
     /// before and after the inference preparation (transposed and fused weights are views).
     #[test]
     fn params_walk_the_modules_in_load_order() {
-        let cfg = crate::shapes::Shape::Tiny.config().unwrap();
+        for shape in [crate::shapes::Shape::Tiny, crate::shapes::Shape::TinyQwen2_5Vl] {
+            params_walk_in_load_order(shape);
+        }
+    }
+
+    fn params_walk_in_load_order(shape: crate::shapes::Shape) {
+        let cfg = shape.config().unwrap();
         let random = RandomParams::new(DType::F32, Device::Cpu, 0.1, 0);
         let rec = Recording(&random, Mutex::new(Vec::new()));
         let mut model = Qwen2Vl::load(&cfg, &rec).unwrap();
@@ -324,5 +330,15 @@ mod tests {
         assert_eq!(before, after, "preparing for inference changed a parameter's values");
         assert!(loaded.iter().any(|(n, _)| n == "model.layers.1.self_attn.q_proj.bias"));
         assert!(!loaded.iter().any(|(n, _)| n == "lm_head.weight"), "the tiny model ties its head");
+        let has = |name: &str| loaded.iter().any(|(n, _)| n == name);
+        match cfg.family {
+            crate::config::Family::Qwen2Vl => {
+                assert!(has("visual.blocks.1.mlp.fc2.bias") && has("visual.blocks.0.norm1.bias"))
+            }
+            crate::config::Family::Qwen2_5Vl => {
+                assert!(has("visual.blocks.3.mlp.gate_proj.bias") && has("visual.merger.ln_q.weight"));
+                assert!(!has("visual.blocks.0.norm1.bias") && !has("visual.merger.ln_q.bias"), "RMSNorms have no bias");
+            }
+        }
     }
 }

@@ -1,31 +1,62 @@
-//! The Qwen2-VL vision tower (`visual.*`): Conv3d patch embedding (as a matmul over the 1176-wide
-//! patch rows), 2-D rotary attention blocks restricted to each image (block-diagonal attention,
-//! computed image by image), and the 2x2 patch merger into the decoder's width.
+//! The vision tower (`visual.*`) of both families: Conv3d patch embedding (as a matmul over the
+//! 1176-wide patch rows), 2-D rotary attention blocks restricted to spans of patches (block-diagonal
+//! attention, computed span by span), and the 2x2 patch merger into the decoder's width.
+//!
+//! - Qwen2-VL: LayerNorms, a quick-GELU MLP (`fc1`, `fc2`); every block attends over whole images.
+//! - Qwen2.5-VL: RMSNorms (eps 1e-6, fixed in the reference), a SwiGLU MLP with biases (`gate_proj`,
+//!   `up_proj`, `down_proj`); blocks attend inside windows ([`crate::vision_windows`]) except those
+//!   in `fullatt_block_indexes`; the patches (and the rotary table) are permuted into window order
+//!   before the first block and the merged tokens put back in raster order after the merger.
 
-use crate::config::VisionConfig;
+use crate::config::{Family, VisionConfig};
 use crate::error::Result;
 use crate::linear::{Footprint, Linear, ParamWalk};
 use crate::ops;
-use crate::params::Params;
+use crate::params::{Params, Scoped};
 use crate::rope;
+use crate::vision_windows::WindowLayout;
 use candle_core::{DType, Module, Tensor};
 
+/// The tower's norms: Qwen2-VL's LayerNorm (weight, bias) or Qwen2.5-VL's RMSNorm (weight).
 #[derive(Debug, Clone)]
-struct LayerNorm {
+struct Norm {
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
 }
 
-impl LayerNorm {
-    fn load(p: Params, dim: usize) -> Result<Self> {
-        Ok(LayerNorm { weight: p.get("weight", &[dim])?, bias: p.get("bias", &[dim])? })
+/// Both families' vision norms use eps 1e-6, fixed in transformers' code (not read from the config).
+const VISION_NORM_EPS: f64 = 1e-6;
+
+impl Norm {
+    fn load(p: Params, dim: usize, family: Family) -> Result<Self> {
+        let weight = p.get("weight", &[dim])?;
+        let bias = match family {
+            Family::Qwen2Vl => Some(p.get("bias", &[dim])?),
+            Family::Qwen2_5Vl => None,
+        };
+        Ok(Norm { weight, bias })
+    }
+    fn tensors(&self) -> impl Iterator<Item = &Tensor> {
+        std::iter::once(&self.weight).chain(self.bias.iter())
     }
     fn push_params(&self, name: &str, out: &mut ParamWalk) {
         out.tensors.push((format!("{name}.weight"), self.weight.clone()));
-        out.tensors.push((format!("{name}.bias"), self.bias.clone()));
+        if let Some(b) = &self.bias {
+            out.tensors.push((format!("{name}.bias"), b.clone()));
+        }
+    }
+    fn footprint(&self) -> Footprint {
+        let mut f = Footprint::default();
+        for t in self.tensors() {
+            f += Footprint::of(t);
+        }
+        f
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        ops::layer_norm(x, &self.weight, &self.bias, 1e-6)
+        match &self.bias {
+            Some(b) => ops::layer_norm(x, &self.weight, b, VISION_NORM_EPS),
+            None => ops::rms_norm(x, &self.weight, VISION_NORM_EPS),
+        }
     }
 }
 
@@ -34,11 +65,13 @@ const SCORE_BYTES: usize = 3 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct VisionBlock {
-    norm1: LayerNorm,
-    norm2: LayerNorm,
+    norm1: Norm,
+    norm2: Norm,
     attn: VisionAttention,
     mlp: VisionMlp,
     num_heads: usize,
+    /// Attends over whole image frames (Qwen2-VL: every block), else inside windows.
+    full_attention: bool,
     /// Largest attention score buffer, in bytes, computed at once (heads are grouped under it).
     score_bytes: usize,
 }
@@ -52,40 +85,76 @@ struct VisionAttention {
 
 /// `visual.blocks.N.mlp`.
 #[derive(Debug, Clone)]
-struct VisionMlp {
-    fc1: Linear,
-    fc2: Linear,
+enum VisionMlp {
+    /// Qwen2-VL: fc2(quick_gelu(fc1(x))).
+    QuickGelu { fc1: Linear, fc2: Linear },
+    /// Qwen2.5-VL: down_proj(silu(gate_proj(x)) * up_proj(x)), all with biases.
+    SwiGlu { gate_proj: Linear, up_proj: Linear, down_proj: Linear },
 }
 
-/// `visual.merger`: LayerNorm, then the 2x2-merged patches through Linear, GELU, Linear.
+impl VisionMlp {
+    fn load(p: Scoped, cfg: &VisionConfig) -> Result<Self> {
+        let (e, i) = (cfg.embed_dim, cfg.intermediate_size);
+        Ok(match cfg.family {
+            Family::Qwen2Vl => {
+                VisionMlp::QuickGelu { fc1: p.pp("fc1").linear(i, e, true)?, fc2: p.pp("fc2").linear(e, i, true)? }
+            }
+            Family::Qwen2_5Vl => VisionMlp::SwiGlu {
+                gate_proj: p.pp("gate_proj").linear(i, e, true)?,
+                up_proj: p.pp("up_proj").linear(i, e, true)?,
+                down_proj: p.pp("down_proj").linear(e, i, true)?,
+            },
+        })
+    }
+    fn linears(&self) -> Vec<&Linear> {
+        match self {
+            VisionMlp::QuickGelu { fc1, fc2 } => vec![fc1, fc2],
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => vec![gate_proj, up_proj, down_proj],
+        }
+    }
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        match self {
+            VisionMlp::QuickGelu { fc1, fc2 } => vec![fc1, fc2],
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => vec![gate_proj, up_proj, down_proj],
+        }
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            VisionMlp::QuickGelu { fc1, fc2 } => fc2.forward(&ops::quick_gelu(&fc1.forward(x)?)?),
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => {
+                down_proj.forward(&(ops::silu(&gate_proj.forward(x)?)? * up_proj.forward(x)?)?)
+            }
+        }
+    }
+}
+
+/// `visual.merger`: the norm, then the 2x2-merged patches through Linear, GELU, Linear.
 #[derive(Debug, Clone)]
 struct PatchMerger {
-    ln_q: LayerNorm,
+    ln_q: Norm,
     /// `mlp.0` and `mlp.2` (`mlp.1` is the GELU).
     mlp_0: Linear,
     mlp_2: Linear,
 }
 
 impl VisionBlock {
-    fn linears(&self) -> [&Linear; 4] {
-        [&self.attn.qkv, &self.attn.proj, &self.mlp.fc1, &self.mlp.fc2]
+    fn linears(&self) -> Vec<&Linear> {
+        let mut v = vec![&self.attn.qkv, &self.attn.proj];
+        v.extend(self.mlp.linears());
+        v
     }
 
     /// Every tensor the block computes with (for recomputation).
     fn tensors(&self) -> Vec<Tensor> {
-        let mut v = vec![
-            self.norm1.weight.clone(),
-            self.norm1.bias.clone(),
-            self.norm2.weight.clone(),
-            self.norm2.bias.clone(),
-        ];
+        let mut v: Vec<Tensor> = self.norm1.tensors().chain(self.norm2.tensors()).cloned().collect();
         for lin in self.linears() {
             v.extend(lin.tensors());
         }
         v
     }
 
-    /// `x` [N, E] holds the patches of all images; `spans` gives each image frame's patch range.
+    /// `x` [N, E] holds the patches of all images; `spans` gives the patch ranges that attend among
+    /// themselves (image frames or windows).
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, spans: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         let (n, e) = x.dims2()?;
         let hd = e / self.num_heads;
@@ -97,8 +166,7 @@ impl VisionBlock {
             self.attention(&qkv.reshape((n, 3, self.num_heads, hd))?, cos, sin, spans)?
         };
         let x = (x + self.attn.proj.forward(&o.to_dtype(x.dtype())?)?)?;
-        let h = self.norm2.forward(&x)?;
-        let h = self.mlp.fc2.forward(&ops::quick_gelu(&self.mlp.fc1.forward(&h)?)?)?;
+        let h = self.mlp.forward(&self.norm2.forward(&x)?)?;
         x + h
     }
 
@@ -197,19 +265,17 @@ impl VisionTower {
         let mut blocks = Vec::new();
         for i in 0..cfg.depth {
             let b = v.pp("blocks").pp(i);
-            let (attn, mlp) = (b.pp("attn"), b.pp("mlp"));
+            let attn = b.pp("attn");
             blocks.push(VisionBlock {
-                norm1: LayerNorm::load(b.pp("norm1").params(), e)?,
-                norm2: LayerNorm::load(b.pp("norm2").params(), e)?,
+                norm1: Norm::load(b.pp("norm1").params(), e, cfg.family)?,
+                norm2: Norm::load(b.pp("norm2").params(), e, cfg.family)?,
                 attn: VisionAttention {
                     qkv: attn.pp("qkv").linear(3 * e, e, true)?,
                     proj: attn.pp("proj").linear(e, e, true)?,
                 },
-                mlp: VisionMlp {
-                    fc1: mlp.pp("fc1").linear(cfg.mlp_hidden(), e, true)?,
-                    fc2: mlp.pp("fc2").linear(e, cfg.mlp_hidden(), true)?,
-                },
+                mlp: VisionMlp::load(b.pp("mlp"), cfg)?,
                 num_heads: cfg.num_heads,
+                full_attention: cfg.full_attention(i),
                 score_bytes: SCORE_BYTES,
             });
         }
@@ -219,9 +285,9 @@ impl VisionTower {
             patch_embed,
             blocks,
             merger: PatchMerger {
-                ln_q: LayerNorm::load(merger.pp("ln_q").params(), e)?,
+                ln_q: Norm::load(merger.pp("ln_q").params(), e, cfg.family)?,
                 mlp_0: merger.pp("mlp.0").linear(m, m, true)?,
-                mlp_2: merger.pp("mlp.2").linear(cfg.hidden_size, m, true)?,
+                mlp_2: merger.pp("mlp.2").linear(cfg.out_hidden_size, m, true)?,
             },
             cfg: cfg.clone(),
             recompute: None,
@@ -253,19 +319,14 @@ impl VisionTower {
     /// Parameters and bytes of the tower's weights.
     pub fn footprint(&self) -> Result<Footprint> {
         let mut f = Footprint::of(&self.patch_embed);
-        let norm = |n: &LayerNorm| {
-            let mut f = Footprint::of(&n.weight);
-            f += Footprint::of(&n.bias);
-            f
-        };
         for b in &self.blocks {
-            f += norm(&b.norm1);
-            f += norm(&b.norm2);
+            f += b.norm1.footprint();
+            f += b.norm2.footprint();
             for lin in b.linears() {
                 f += lin.footprint()?;
             }
         }
-        f += norm(&self.merger.ln_q);
+        f += self.merger.ln_q.footprint();
         f += self.merger.mlp_0.footprint()?;
         f += self.merger.mlp_2.footprint()?;
         Ok(f)
@@ -275,34 +336,52 @@ impl VisionTower {
     pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
         let mut v: Vec<&mut Linear> = Vec::new();
         for b in &mut self.blocks {
-            v.extend([&mut b.attn.qkv, &mut b.attn.proj, &mut b.mlp.fc1, &mut b.mlp.fc2]);
+            v.extend([&mut b.attn.qkv, &mut b.attn.proj]);
+            v.extend(b.mlp.linears_mut());
         }
         v.extend([&mut self.merger.mlp_0, &mut self.merger.mlp_2]);
         v
     }
 
-    /// `pixel_values` [N, 1176] for all images; returns [N / merge^2, hidden] image features.
+    /// `pixel_values` [N, 1176] for all images; returns [N / merge^2, out_hidden_size] image
+    /// features, merged tokens in raster order image by image (the `<|image_pad|>` order).
     pub fn forward(&self, pixel_values: &Tensor, grids: &[[usize; 3]]) -> candle_core::Result<Tensor> {
         let dtype = self.patch_embed.dtype();
         let px = pixel_values.to_dtype(dtype)?;
         let mut x = Linear::new(self.patch_embed.clone(), None).forward(&px)?;
-        let (cos, sin) = rope::vision_rotary(grids, self.cfg.head_dim(), self.cfg.spatial_merge_size, px.device())?;
+        let (mut cos, mut sin) =
+            rope::vision_rotary(grids, self.cfg.head_dim(), self.cfg.spatial_merge_size, px.device())?;
         // cu_seqlens: one attention span per image frame.
-        let mut spans = Vec::new();
+        let mut frames = Vec::new();
         let mut s = 0;
         for &[t, h, w] in grids {
             for _ in 0..t {
-                spans.push((s, h * w));
+                frames.push((s, h * w));
                 s += h * w;
             }
         }
         if s != x.dim(0)? {
             candle_core::bail!("image_grid_thw covers {s} patches but pixel_values has {} rows", x.dim(0)?);
         }
+        // Qwen2.5-VL: patches and their rotary angles in window order, once, before the blocks.
+        let layout = self.cfg.window_tokens().map(|w| WindowLayout::new(grids, self.cfg.spatial_merge_size, w));
+        let windows = match &layout {
+            Some(l) => {
+                if !l.is_identity() {
+                    let order = Tensor::from_vec(l.patch_order(), s, x.device())?;
+                    x = x.index_select(&order, 0)?;
+                    cos = cos.index_select(&order, 0)?;
+                    sin = sin.index_select(&order, 0)?;
+                }
+                l.windows.clone()
+            }
+            None => frames.clone(),
+        };
         for b in &self.blocks {
+            let spans = if b.full_attention { frames.clone() } else { windows.clone() };
             x = match &self.recompute {
                 Some(side) => {
-                    let (blk, cos, sin, spans) = (b.clone(), cos.clone(), sin.clone(), spans.clone());
+                    let (blk, cos, sin) = (b.clone(), cos.clone(), sin.clone());
                     let f = std::sync::Arc::new(move |x: &Tensor| blk.forward(x, &cos, &sin, &spans));
                     crate::recompute::checkpointed(&x, b.tensors(), side, f)?
                 }
@@ -312,7 +391,14 @@ impl VisionTower {
         let m = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size * self.cfg.embed_dim;
         let h = self.merger.ln_q.forward(&x)?.reshape(((), m))?;
         let h = self.merger.mlp_0.forward(&h)?.gelu_erf()?;
-        self.merger.mlp_2.forward(&h)
+        let h = self.merger.mlp_2.forward(&h)?;
+        match layout.filter(|l| !l.is_identity()) {
+            Some(l) => {
+                let n = l.window_index.len();
+                h.index_select(&Tensor::from_vec(l.reverse(), n, h.device())?, 0)
+            }
+            None => Ok(h),
+        }
     }
 }
 
@@ -327,15 +413,18 @@ mod tests {
     #[test]
     fn fused_and_differentiable_attention_agree() {
         let cfg = VisionConfig {
+            family: Family::Qwen2Vl,
             depth: 1,
             embed_dim: 64,
             num_heads: 4,
-            mlp_ratio: 2.0,
+            intermediate_size: 128,
             in_channels: 3,
-            hidden_size: 32,
+            out_hidden_size: 32,
             patch_size: 14,
             spatial_merge_size: 2,
             temporal_patch_size: 2,
+            window_size: 0,
+            fullatt_block_indexes: vec![],
         };
         let src = RandomParams::new(DType::F32, Device::Cpu, 0.1, 3);
         let mut tower = VisionTower::load(Params::new(&src), &cfg).unwrap();

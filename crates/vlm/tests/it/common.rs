@@ -11,8 +11,19 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2vl-tiny")
 }
 
+/// `tests/fixtures/qwen25vl-tiny`: copied from `shared/oracle/qwen2_5_vl/public` (made by
+/// `shared/oracle/make_oracle_qwen25.py` with transformers 5.24 / PyTorch 2.15, CPU, float32).
+pub fn fixtures_qwen25() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen25vl-tiny")
+}
+
 pub fn load_case(name: &str) -> (serde_json::Value, HashMap<String, Tensor>) {
-    let dir = fixtures().join("cases");
+    load_case_in(&fixtures(), name)
+}
+
+/// A case of the fixture rooted at `root`.
+pub fn load_case_in(root: &std::path::Path, name: &str) -> (serde_json::Value, HashMap<String, Tensor>) {
+    let dir = root.join("cases");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let t = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();

@@ -197,12 +197,23 @@ fn fused_kernels_are_unreachable_with_gradients() {
 
 #[test]
 fn whole_model_gradients_reach_every_parameter_and_match_finite_differences() {
+    whole_model_gradients(&common::fixtures());
+}
+
+/// The same for Qwen2.5-VL: RMSNorms without bias, SwiGLU MLPs with biases, windowed and
+/// full-attention blocks, and the window permutation and its reverse.
+#[test]
+fn qwen2_5_vl_gradients_reach_every_parameter_and_match_finite_differences() {
+    whole_model_gradients(&common::fixtures_qwen25());
+}
+
+fn whole_model_gradients(root: &std::path::Path) {
     use vlm::dump::{trainable_copy, CaseRequest};
-    let ck = vlm::Checkpoint::open(&common::fixtures().join("model"), DType::F32).unwrap();
-    let (json, _) = common::load_case("completion_batch");
+    let ck = vlm::Checkpoint::open(&root.join("model"), DType::F32).unwrap();
+    let (json, _) = common::load_case_in(root, "completion_batch");
     let req = CaseRequest::from_json(&json, std::path::Path::new("x")).unwrap();
     let prompts: Vec<_> =
-        req.conversations.iter().map(|m| ck.processor.prompt(m, &common::fixtures().join("images")).unwrap()).collect();
+        req.conversations.iter().map(|m| ck.processor.prompt(m, &root.join("images")).unwrap()).collect();
     let enc = ck.processor.encode(&prompts, req.completions.as_deref(), &Device::Cpu).unwrap();
     let cm = enc.completion_mask.clone().unwrap();
     let (model, vars) = trainable_copy(&ck.model).unwrap();

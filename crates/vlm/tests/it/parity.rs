@@ -22,11 +22,11 @@ const CASES: [&str; 9] = [
     "completion_batch",
 ];
 
-fn check_case(ck: &Checkpoint, name: &str) {
-    let (json, refs) = load_case(name);
+fn check_case(ck: &Checkpoint, root: &std::path::Path, name: &str) {
+    let (json, refs) = load_case_in(root, name);
     let req = CaseRequest::from_json(&json, std::path::Path::new(name)).unwrap();
     let has_completion = refs.contains_key("completion_mask");
-    let ours = run_case(ck, &req, &fixtures().join("images"), has_completion).unwrap();
+    let ours = run_case(ck, &req, &root.join("images"), has_completion).unwrap();
 
     for key in [
         "input_ids",
@@ -54,6 +54,25 @@ fn check_case(ck: &Checkpoint, name: &str) {
         let tol = 1e-5;
         assert!(max <= tol, "{name}: pixel_values max abs diff {max} > {tol}");
         eprintln!("{name}: pixel max diff {max:.2e} ({:.2} steps)", max / step);
+    }
+    if let (Some(wi), Some(window)) = (refs.get("vision_window_index"), ck.config.vision.window_tokens()) {
+        let grids: Vec<[usize; 3]> =
+            i64s(&refs["image_grid_thw"]).chunks(3).map(|g| [g[0] as usize, g[1] as usize, g[2] as usize]).collect();
+        let l = vlm::vision_windows::WindowLayout::new(&grids, ck.config.vision.spatial_merge_size, window);
+        assert_eq!(l.window_index.iter().map(|&k| k as i64).collect::<Vec<_>>(), i64s(wi), "{name}: window order");
+        let mut cu = vec![0i64];
+        cu.extend(l.windows.iter().map(|&(s, n)| (s + n) as i64));
+        assert_eq!(cu, i64s(&refs["vision_cu_window_seqlens"]), "{name}: window boundaries");
+        let mut cu = vec![0i64];
+        cu.extend(l.frames.iter().map(|&(s, n)| (s + n) as i64));
+        assert_eq!(cu, i64s(&refs["vision_cu_seqlens"]), "{name}: image boundaries");
+    }
+    if let Some(r) = refs.get("image_embeds") {
+        let o = &ours["image_embeds"];
+        assert_eq!(o.dims(), r.dims(), "{name}: image_embeds shape");
+        let e = rel_err(&f32s(o), &f32s(r), |_| true);
+        eprintln!("{name}: image_embeds rel err {e:.2e}");
+        assert!(e < 1e-5, "{name}: image_embeds rel err {e}");
     }
     let mask = i64s(&refs["attention_mask"]);
     if let Some(r) = refs.get("logits") {
@@ -87,11 +106,33 @@ fn check_case(ck: &Checkpoint, name: &str) {
 
 #[test]
 fn all_oracle_cases_match_transformers() {
-    let ck = Checkpoint::open(&fixtures().join("model"), DType::F32).unwrap();
+    check_all(&fixtures(), &CASES);
+}
+
+/// The Qwen2.5-VL oracle's eight cases (see common::fixtures_qwen25), plus `image_embeds` (the
+/// vision tower's output, windows and reverse permutation included) to 1e-5.
+#[test]
+fn all_qwen2_5_vl_oracle_cases_match_transformers() {
+    check_all(&fixtures_qwen25(), &QWEN25_CASES);
+}
+
+const QWEN25_CASES: [&str; 8] = [
+    "text_only",
+    "single_image",
+    "exact_grid",
+    "grayscale_jpeg",
+    "two_images",
+    "batch_left_pad",
+    "completion",
+    "completion_batch",
+];
+
+fn check_all(root: &std::path::Path, cases: &[&str]) {
+    let ck = Checkpoint::open(&root.join("model"), DType::F32).unwrap();
     // Run every case and report all failures together.
     let mut failed = Vec::new();
-    for name in CASES {
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_case(&ck, name))) {
+    for &name in cases {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_case(&ck, root, name))) {
             let msg = e
                 .downcast_ref::<String>()
                 .cloned()
