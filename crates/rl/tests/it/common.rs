@@ -19,6 +19,11 @@ pub fn ck() -> Checkpoint {
     Checkpoint::open(&model_dir(), DType::F32).unwrap()
 }
 
+/// The Qwen2.5-VL oracle's tiny checkpoint (windowed vision tower, untokenizable vocab rows).
+pub fn qwen25_model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen25vl-tiny/model")
+}
+
 /// 40 phantom questions at 56 px.
 pub fn records(dir: &Path) -> Vec<Record> {
     phantoms::generate(dir, &PhantomConfig { per_cell: 1, size: 56, seed: 4, fixed_options: false }, &|_, _| {})
@@ -63,10 +68,11 @@ pub fn train_until(
     stop_at: usize,
 ) -> rl::save::TrainerState {
     let mut on = |m: &rl::metrics::StepMetrics| m.step < stop_at;
+    let ck = Checkpoint::open(&c.model, DType::F32).unwrap();
     if sft {
-        rl::trainer::train_sft(ck(), recs, c, resume, &mut on).unwrap()
+        rl::trainer::train_sft(ck, recs, c, resume, &mut on).unwrap()
     } else {
-        rl::trainer::train_grpo(ck(), recs, c, &c.rewards(), resume, &mut on).unwrap()
+        rl::trainer::train_grpo(ck, recs, c, &c.rewards(), resume, &mut on).unwrap()
     }
 }
 

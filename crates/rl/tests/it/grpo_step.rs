@@ -19,7 +19,13 @@ fn repo() -> PathBuf {
 }
 
 fn setup() -> (Checkpoint, Vec<vlm::prompt::Prompt>) {
-    let ck = Checkpoint::open(&repo().join("crates/vlm/tests/fixtures/qwen2vl-tiny/model"), DType::F32).unwrap();
+    setup_with("qwen2vl-tiny")
+}
+
+/// The checkpoint of `tests/fixtures/{fixture}/model` and two prompts on a real chest X-ray.
+fn setup_with(fixture: &str) -> (Checkpoint, Vec<vlm::prompt::Prompt>) {
+    let ck =
+        Checkpoint::open(&repo().join(format!("crates/vlm/tests/fixtures/{fixture}/model")), DType::F32).unwrap();
     let img = data::image::open(&repo().join("samples/real/Images/RealSamples/xr_chest.png")).unwrap();
     let prompts = ["What imaging modality is this? A)CT, B)X-ray", "Which organ? A)Lung, B)Liver"]
         .iter()
@@ -209,7 +215,17 @@ fn micro_batches_accumulate_to_the_whole_batch_update() {
 
 #[test]
 fn recomputed_layers_give_the_same_gradients() {
-    let (ck, prompts) = setup();
+    recomputed_layers_match("qwen2vl-tiny");
+}
+
+/// Qwen2.5-VL: recomputed windowed and full-attention vision blocks (and SwiGLU LoRA targets).
+#[test]
+fn recomputed_qwen2_5_vl_layers_give_the_same_gradients() {
+    recomputed_layers_match("qwen25vl-tiny");
+}
+
+fn recomputed_layers_match(fixture: &str) {
+    let (ck, prompts) = setup_with(fixture);
     let ro = rollout(&ck.model, &ck.processor, &prompts, &rcfg(&ck), 4, 0).unwrap();
     // LoRA with dropout: the recomputation must redraw the forward's masks.
     let lora = rl::lora::LoraSettings {

@@ -4,5 +4,6 @@ mod calibration;
 mod common;
 mod grpo_step;
 mod lora;
+mod qwen2_5_vl;
 mod train_loop;
 mod trl_loss;

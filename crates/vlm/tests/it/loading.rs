@@ -13,10 +13,14 @@ use vlm::weights::NameLayout;
 use vlm::Checkpoint;
 
 fn copy_model() -> (tempfile::TempDir, PathBuf) {
+    copy_model_of(&fixtures())
+}
+
+fn copy_model_of(root: &Path) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dst = tmp.path().join("model");
     std::fs::create_dir(&dst).unwrap();
-    for e in std::fs::read_dir(fixtures().join("model")).unwrap() {
+    for e in std::fs::read_dir(root.join("model")).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
@@ -36,10 +40,15 @@ fn write_config(dir: &Path, v: &Value) {
 }
 
 fn logits(dir: &Path, case: &str) -> Vec<f32> {
+    logits_of(&fixtures(), dir, case)
+}
+
+/// Logits of a case of the fixture at `root`, computed by the checkpoint in `dir`.
+fn logits_of(root: &Path, dir: &Path, case: &str) -> Vec<f32> {
     let ck = Checkpoint::open(dir, DType::F32).unwrap();
-    let (json, _) = load_case(case);
+    let (json, _) = load_case_in(root, case);
     let req = CaseRequest::from_json(&json, Path::new(case)).unwrap();
-    f32s(&run_case(&ck, &req, &fixtures().join("images"), false).unwrap()["logits"])
+    f32s(&run_case(&ck, &req, &root.join("images"), false).unwrap()["logits"])
 }
 
 fn open_err(dir: &Path) -> String {
@@ -103,6 +112,111 @@ fn transformers5_layout_loads_and_computes_the_same() {
     candle_core::safetensors::save(&nested, dir.join("model.safetensors")).unwrap();
     let c = logits(&dir, "two_images");
     assert!(rel_err(&c, &b, |_| true) > 0.1);
+}
+
+/// Qwen2.5-VL as transformers >= 5 saves it (see fixtures/qwen25vl-tiny/README.md): text keys
+/// under `text_config` (`model_type: qwen2_5_vl_text`, the rope dict as `rope_parameters`, the
+/// token ids inside), `vision_config.in_channels` and its `model_type` / `rope_parameters`,
+/// `model.language_model.*` / `model.visual.*` tensors and an untied `lm_head.weight`.
+#[test]
+fn qwen2_5_vl_transformers5_layout_loads_and_computes_the_same() {
+    let root = fixtures_qwen25();
+    let (_t, dir) = copy_model_of(&root);
+    let w = weights(&dir);
+    let mut nested: HashMap<String, Tensor> =
+        w.iter().map(|(k, v)| (NameLayout::Nested.stored_name(k), v.clone())).collect();
+    nested.insert("lm_head.weight".into(), w["model.embed_tokens.weight"].clone());
+    assert!(nested.contains_key("model.visual.blocks.0.mlp.gate_proj.bias"));
+    candle_core::safetensors::save(&nested, dir.join("model.safetensors")).unwrap();
+    let legacy = config(&dir);
+    let mut text = serde_json::Map::new();
+    for k in [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "hidden_act",
+        "bos_token_id",
+        "eos_token_id",
+        "sliding_window",
+        "use_sliding_window",
+        "max_window_layers",
+    ] {
+        text.insert(k.into(), legacy[k].clone());
+    }
+    text.insert("model_type".into(), json!("qwen2_5_vl_text"));
+    text.insert(
+        "rope_parameters".into(),
+        json!({"rope_type": "default", "type": "mrope", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0}),
+    );
+    let mut vision = legacy["vision_config"].clone();
+    let vo = vision.as_object_mut().unwrap();
+    vo.insert("in_channels".into(), json!(3));
+    vo.insert("model_type".into(), json!("qwen2_5_vl_vision"));
+    vo.insert("rope_parameters".into(), json!({"rope_type": "axial", "rope_theta": 10000.0}));
+    let cfg = json!({
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+        "text_config": text, "vision_config": vision, "tie_word_embeddings": false,
+        "image_token_id": 596, "video_token_id": 597, "vision_start_token_id": 593, "vision_end_token_id": 594,
+    });
+    write_config(&dir, &cfg);
+    let ck = Checkpoint::open(&dir, DType::F32).unwrap();
+    assert_eq!(ck.layout, NameLayout::Nested);
+    assert_eq!(ck.config.family, vlm::config::Family::Qwen2_5Vl);
+    assert!(ck.config.nested_layout && !ck.config.text.tie_word_embeddings);
+    assert_eq!(
+        (ck.config.vision.embed_dim, ck.config.vision.out_hidden_size, ck.config.text.vocab_size),
+        (32, 64, 608)
+    );
+    let a = logits_of(&root, &dir, "two_images");
+    let b = logits_of(&root, &root.join("model"), "two_images");
+    assert!(rel_err(&a, &b, |_| true) < 1e-6);
+    // Without model_type, `architectures` names the family; an older file's vision model_type
+    // (`qwen2_5_vl`) and tie_word_embeddings inside text_config are accepted too.
+    let mut c = cfg.clone();
+    c.as_object_mut().unwrap().remove("model_type");
+    c["vision_config"]["model_type"] = json!("qwen2_5_vl");
+    write_config(&dir, &c);
+    assert!(rel_err(&logits_of(&root, &dir, "two_images"), &b, |_| true) < 1e-6);
+}
+
+/// An unknown family, or a Qwen2.5-VL file read with Qwen2-VL's keys, is an error naming the key.
+#[test]
+fn unknown_families_and_family_keys_are_named() {
+    let (_t, dir) = copy_model();
+    let mut c = config(&dir);
+    c["model_type"] = json!("llava");
+    write_config(&dir, &c);
+    let msg = open_err(&dir);
+    assert!(msg.contains("model_type") && msg.contains("llava") && msg.contains("qwen2_5_vl"), "{msg}");
+    c.as_object_mut().unwrap().remove("model_type");
+    c["architectures"] = json!(["LlavaForConditionalGeneration"]);
+    write_config(&dir, &c);
+    let msg = open_err(&dir);
+    assert!(msg.contains("architectures") && msg.contains("Llava"), "{msg}");
+
+    let (_t, dir) = copy_model_of(&fixtures_qwen25());
+    let mut c = config(&dir);
+    c["vision_config"]["out_hidden_size"] = json!(48);
+    write_config(&dir, &c);
+    let msg = open_err(&dir);
+    assert!(msg.contains("vision_config.out_hidden_size"), "{msg}");
+    let mut c = config(&dir);
+    c["vision_config"]["out_hidden_size"] = json!(64);
+    c["vision_config"]["fullatt_block_indexes"] = json!([1, 9]);
+    write_config(&dir, &c);
+    let msg = open_err(&dir);
+    assert!(msg.contains("fullatt_block_indexes") && msg.contains("block 9"), "{msg}");
+    let mut c = config(&dir);
+    c["vision_config"].as_object_mut().unwrap().remove("intermediate_size");
+    c["vision_config"]["fullatt_block_indexes"] = json!([1, 3]);
+    write_config(&dir, &c);
+    let msg = open_err(&dir);
+    assert!(msg.contains("vision_config.intermediate_size"), "{msg}");
 }
 
 #[test]
