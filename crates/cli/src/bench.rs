@@ -18,7 +18,8 @@ use vlm::{PreprocessorConfig, Qwen2Vl};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model shape: `tiny` (the bundled test checkpoint's) or `2b` (Qwen2-VL-2B-Instruct's).
+    /// Model shape: `tiny` / `tiny25` (the bundled Qwen2-VL / Qwen2.5-VL test checkpoints'), `2b`
+    /// (Qwen2-VL-2B-Instruct's) or `3b` (Qwen2.5-VL-3B-Instruct's).
     #[arg(long, value_enum, default_value_t = Shape::Tiny)]
     pub shape: Shape,
     /// Weights' precision: f32 (the reference), bf16 or int8.

@@ -47,6 +47,9 @@ pub struct ProtocolArgs {
     /// otherwise.
     #[command(flatten)]
     pub train: TrainArgs,
+    /// The bundled benchmark's tiny model family: qwen2_vl or qwen2_5_vl (ignored with --model).
+    #[arg(long, value_enum, default_value_t = vlm::config::Family::Qwen2Vl)]
+    pub family: vlm::config::Family,
 }
 
 /// The bundled benchmark's sizes (see `ProtocolArgs::train`).
@@ -69,13 +72,13 @@ pub fn run(mut a: ProtocolArgs) -> Result<()> {
         Trainer::Grpo => TrainConfig::default(),
     };
     if bundled {
-        eprintln!("== the bundled benchmark: phantoms and the tiny Qwen2-VL in {}", out.display());
+        eprintln!("== the bundled benchmark: phantoms and the tiny {} in {}", a.family, out.display());
         let ph = out.join("phantoms");
         let cfg = PhantomConfig { per_cell: BUNDLED_PER_CELL, size: 112, seed: 0, fixed_options: true };
         phantoms::generate(&ph, &cfg, &|_, _| {})?;
         let mut init = out.join("model-init");
         if !init.join("model.safetensors").exists() {
-            experiments::demo::make_tiny_checkpoint(&init, 0)?;
+            experiments::demo::make_tiny_checkpoint(&init, 0, a.family)?;
         }
         let small = TrainConfig { prompt: PromptVariant::NoThink, max_pixels: 12544, sample_every: 0, ..base };
         // The stand-in for an instruction-tuned base model: the demo's warm start (30 SFT updates

@@ -100,6 +100,10 @@ pub struct DemoArgs {
     /// fell 5x in 150 updates and held-out accuracy did not move).
     #[arg(long, default_value_t = DemoOptions::default().beta)]
     pub beta: f64,
+    /// The tiny model's family: qwen2_vl (Med-R1's) or qwen2_5_vl (RMSNorm, SwiGLU and windowed
+    /// attention in the vision tower; the bundled Qwen2.5-VL tokenizer).
+    #[arg(long, value_enum, default_value_t = DemoOptions::default().family)]
+    pub family: vlm::config::Family,
 }
 
 fn bar(total: u64, what: &str) -> ProgressBar {
@@ -197,6 +201,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             num_generations: d.num_generations,
             prompts_per_step: d.prompts_per_step,
             beta: d.beta,
+            family: d.family,
             question_types: demo_question_types(),
         });
     }
@@ -232,6 +237,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         num_generations: a.num_generations,
         prompts_per_step: a.prompts_per_step,
         beta: a.beta,
+        family: a.family,
         ..DemoOptions::default()
     };
     let mut pb: Option<ProgressBar> = None;

@@ -45,6 +45,8 @@ pub struct DemoOptions {
     pub sft_lr: f64,
     /// Question types to train and test on (all five by default).
     pub question_types: Vec<data::QuestionType>,
+    /// The tiny model's family (Qwen2-VL, or Qwen2.5-VL with its windowed vision tower).
+    pub family: vlm::config::Family,
 }
 
 impl Default for DemoOptions {
@@ -66,6 +68,7 @@ impl Default for DemoOptions {
             // Modality and anatomy: the types a 1 M-parameter model learns to read from 112-pixel
             // images in minutes (see `medr1 demo --help`).
             question_types: vec![data::QuestionType::ModalityRecognition, data::QuestionType::AnatomyIdentification],
+            family: vlm::config::Family::Qwen2Vl,
         }
     }
 }
@@ -76,9 +79,10 @@ impl Default for DemoOptions {
 /// 150 updates (0.02: 34%, chance).
 const INIT_STD: f64 = 0.1;
 
-/// Writes a randomly initialised tiny Qwen2-VL checkpoint (transformers layout) to `dir`.
-pub fn make_tiny_checkpoint(dir: &Path, seed: u64) -> Result<()> {
-    write_random_checkpoint(dir, &vlm::shapes::demo_config_json(), INIT_STD, seed)
+/// Writes a randomly initialised tiny checkpoint of `family` (transformers layout) to `dir`: the
+/// demo's shape (see `vlm::shapes::demo_config_json_of`) with that family's bundled tokenizer.
+pub fn make_tiny_checkpoint(dir: &Path, seed: u64, family: vlm::config::Family) -> Result<()> {
+    write_random_checkpoint(dir, &vlm::shapes::demo_config_json_of(family), INIT_STD, seed)
 }
 
 /// Writes a checkpoint of the bundled tokenizer with `cfg` as its config and random weights of
@@ -173,9 +177,12 @@ pub fn run(o: &DemoOptions, on: &mut dyn FnMut(DemoEvent)) -> Result<Value> {
     // The held-out questions in Med-R1's split format, so `medr1 eval --data OUT/test.json --images
     // OUT/phantoms` scores any checkpoint on them (the trained one in int8, say).
     data::medr1_split::write_file(&o.out.join("test.json"), &test.iter().collect::<Vec<_>>())?;
-    on(DemoEvent::Phase("building a tiny Qwen2-VL"));
+    on(DemoEvent::Phase(match o.family {
+        vlm::config::Family::Qwen2Vl => "building a tiny Qwen2-VL",
+        vlm::config::Family::Qwen2_5Vl => "building a tiny Qwen2.5-VL",
+    }));
     let init = o.out.join("model-init");
-    make_tiny_checkpoint(&init, o.seed)?;
+    make_tiny_checkpoint(&init, o.seed, o.family)?;
 
     on(DemoEvent::Phase("SFT warm start"));
     let slice = warm_start_slice(&train, o.sft_records, o.seed);

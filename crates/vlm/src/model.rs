@@ -135,6 +135,7 @@ impl Qwen2Vl {
             lin.prepare_dense_f32()?;
         }
         self.text.fuse_for_inference()?;
+        self.visual.fuse_for_inference()?;
         Ok(())
     }
 

@@ -88,8 +88,9 @@ struct VisionAttention {
 enum VisionMlp {
     /// Qwen2-VL: fc2(quick_gelu(fc1(x))).
     QuickGelu { fc1: Linear, fc2: Linear },
-    /// Qwen2.5-VL: down_proj(silu(gate_proj(x)) * up_proj(x)), all with biases.
-    SwiGlu { gate_proj: Linear, up_proj: Linear, down_proj: Linear },
+    /// Qwen2.5-VL: down_proj(silu(gate_proj(x)) * up_proj(x)), all with biases. `gate_up` is the
+    /// inference fusion of the two (see [`crate::kernels::fused`]).
+    SwiGlu { gate_proj: Linear, up_proj: Linear, down_proj: Linear, gate_up: Option<Linear> },
 }
 
 impl VisionMlp {
@@ -103,26 +104,41 @@ impl VisionMlp {
                 gate_proj: p.pp("gate_proj").linear(i, e, true)?,
                 up_proj: p.pp("up_proj").linear(i, e, true)?,
                 down_proj: p.pp("down_proj").linear(e, i, true)?,
+                gate_up: None,
             },
         })
     }
     fn linears(&self) -> Vec<&Linear> {
         match self {
             VisionMlp::QuickGelu { fc1, fc2 } => vec![fc1, fc2],
-            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => vec![gate_proj, up_proj, down_proj],
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj, .. } => vec![gate_proj, up_proj, down_proj],
         }
     }
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
         match self {
             VisionMlp::QuickGelu { fc1, fc2 } => vec![fc1, fc2],
-            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => vec![gate_proj, up_proj, down_proj],
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj, .. } => vec![gate_proj, up_proj, down_proj],
         }
+    }
+    /// Fuses gate_proj and up_proj into one product (float32 inference weights only).
+    fn fuse_for_inference(&mut self) -> Result<()> {
+        if let VisionMlp::SwiGlu { gate_proj, up_proj, gate_up, .. } = self {
+            if let Some(f) = crate::kernels::fused::fuse(&mut [gate_proj, up_proj])? {
+                *gate_up = Some(f);
+            }
+        }
+        Ok(())
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             VisionMlp::QuickGelu { fc1, fc2 } => fc2.forward(&ops::quick_gelu(&fc1.forward(x)?)?),
-            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj } => {
-                down_proj.forward(&(ops::silu(&gate_proj.forward(x)?)? * up_proj.forward(x)?)?)
+            VisionMlp::SwiGlu { gate_proj, up_proj, down_proj, gate_up } => {
+                let h = if crate::kernels::fused::usable(gate_up, &[gate_proj, up_proj], x) {
+                    ops::silu_glu(&gate_up.as_ref().unwrap().forward(x)?)?
+                } else {
+                    (ops::silu(&gate_proj.forward(x)?)? * up_proj.forward(x)?)?
+                };
+                down_proj.forward(&h)
             }
         }
     }
@@ -330,6 +346,14 @@ impl VisionTower {
         f += self.merger.mlp_0.footprint()?;
         f += self.merger.mlp_2.footprint()?;
         Ok(f)
+    }
+
+    /// Fuses each Qwen2.5-VL block's gate and up projections (after `prepare_dense_f32`).
+    pub fn fuse_for_inference(&mut self) -> Result<()> {
+        for b in &mut self.blocks {
+            b.mlp.fuse_for_inference()?;
+        }
+        Ok(())
     }
 
     /// Every linear layer, for in-place preparation (e.g. transposed inference weights).

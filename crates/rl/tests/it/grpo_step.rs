@@ -24,8 +24,7 @@ fn setup() -> (Checkpoint, Vec<vlm::prompt::Prompt>) {
 
 /// The checkpoint of `tests/fixtures/{fixture}/model` and two prompts on a real chest X-ray.
 fn setup_with(fixture: &str) -> (Checkpoint, Vec<vlm::prompt::Prompt>) {
-    let ck =
-        Checkpoint::open(&repo().join(format!("crates/vlm/tests/fixtures/{fixture}/model")), DType::F32).unwrap();
+    let ck = Checkpoint::open(&repo().join(format!("crates/vlm/tests/fixtures/{fixture}/model")), DType::F32).unwrap();
     let img = data::image::open(&repo().join("samples/real/Images/RealSamples/xr_chest.png")).unwrap();
     let prompts = ["What imaging modality is this? A)CT, B)X-ray", "Which organ? A)Lung, B)Liver"]
         .iter()
