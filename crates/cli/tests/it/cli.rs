@@ -130,6 +130,44 @@ fn dump_writes_the_oracle_tensors() {
     assert!(ours.contains_key("grad.visual.blocks.1.attn.proj.bias"));
 }
 
+/// Qwen2.5-VL through the binary: greedy `ask` reproduces transformers' tokens (the Qwen2.5-VL
+/// oracle's `single_image`), and `bench` runs the tiny Qwen2.5-VL shape.
+#[test]
+fn ask_and_bench_run_qwen2_5_vl() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures/qwen25vl-tiny");
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("cases/single_image.json")).unwrap()).unwrap();
+    let question = case["conversations"][0][0]["content"][1]["text"].as_str().unwrap();
+    let (m, img) = (root.join("model"), root.join("images/wide.png"));
+    let out = medr1(&[
+        "ask",
+        "--model",
+        m.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--question",
+        question,
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u32> = serde_json::from_value(v["token_ids"].clone()).unwrap();
+    let refs =
+        candle_core::safetensors::load(root.join("cases/single_image.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let want: Vec<i64> = refs["generated_ids"].flatten_all().unwrap().to_vec1().unwrap();
+    assert!(!ids.is_empty());
+    for (a, b) in ids.iter().zip(&want) {
+        assert_eq!(*a as i64, *b);
+    }
+    let out = medr1(&["bench", "--shape", "tiny25", "--new-tokens", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["shape"], "tiny25");
+    assert!(v["prefill_seconds"].as_f64().unwrap() > 0.0);
+}
+
 #[test]
 fn bench_json_has_the_contract_fields() {
     let out = medr1(&["bench", "--shape", "tiny", "--new-tokens", "4", "--json"]);

@@ -13,7 +13,16 @@ fn repo() -> PathBuf {
 
 #[test]
 fn serve_answers_what_ask_answers_and_stops_on_sigterm() {
-    let model = repo().join("crates/vlm/tests/fixtures/qwen2vl-tiny/model");
+    serve_answers_what_ask_answers("qwen2vl-tiny");
+}
+
+#[test]
+fn serve_answers_what_ask_answers_with_qwen2_5_vl() {
+    serve_answers_what_ask_answers("qwen25vl-tiny");
+}
+
+fn serve_answers_what_ask_answers(fixture: &str) {
+    let model = repo().join(format!("crates/vlm/tests/fixtures/{fixture}/model"));
     let image = repo().join("samples/real/Images/RealSamples/us_echo.png");
     let q = "Which organ is shown in this image?";
     let mut child = Command::new(env!("CARGO_BIN_EXE_medr1"))
