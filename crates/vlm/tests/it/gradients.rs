@@ -243,3 +243,39 @@ fn whole_model_gradients(root: &std::path::Path) {
     let err = (analytic - numeric).abs() / numeric.abs();
     assert!(err < 2e-2, "whole model: analytic {analytic} vs numeric {numeric} (rel {err})");
 }
+
+/// The Qwen2.5-VL vision tower on its own, against finite differences: the pixels and, one of each
+/// new kind, an RMSNorm weight, the SwiGLU's gate weight and up bias, a windowed block's qkv and a
+/// full-attention block's down_proj, over two images whose windows are permuted (a 3x3 merged
+/// grid: windows of 4, 2, 2 and 1 merged tokens) and one that keeps raster order.
+#[test]
+fn qwen2_5_vl_vision_tower_gradients() {
+    use vlm::params::{MapParams, Params, RandomParams};
+    use vlm::vision::VisionTower;
+    let cfg = vlm::shapes::Shape::TinyQwen2_5Vl.config().unwrap().vision;
+    let random = RandomParams::new(DType::F32, Device::Cpu, 0.3, 5);
+    let tower = VisionTower::load(Params::new(&random), &cfg).unwrap();
+    let mut walk = vlm::linear::ParamWalk::default();
+    tower.push_params(&mut walk).unwrap();
+    let base: std::collections::HashMap<String, Tensor> = walk.tensors.into_iter().collect();
+    let names = [
+        "visual.blocks.0.norm1.weight",
+        "visual.blocks.0.mlp.gate_proj.weight",
+        "visual.blocks.0.mlp.up_proj.bias",
+        "visual.blocks.2.attn.qkv.weight",
+        "visual.blocks.3.mlp.down_proj.weight",
+        "visual.merger.ln_q.weight",
+    ];
+    let grids = [[1usize, 6, 6], [1, 4, 2]];
+    let n: usize = grids.iter().map(|g| g.iter().product::<usize>()).sum();
+    let mut inputs = vec![randn(&[n, cfg.patch_dim()], 40)];
+    inputs.extend(names.iter().map(|k| base[*k].clone()));
+    check("qwen2.5-vl vision tower", &inputs, |x| {
+        let mut map = base.clone();
+        for (k, t) in names.iter().zip(&x[1..]) {
+            map.insert(k.to_string(), t.clone());
+        }
+        let t = VisionTower::load(Params::new(&MapParams(&map)), &cfg).map_err(candle_core::Error::wrap)?;
+        t.forward(&x[0], &grids)
+    });
+}
