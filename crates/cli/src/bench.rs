@@ -1,6 +1,6 @@
 //! `medr1 bench`: prefill seconds and decode tokens/s on the same prompt as
 //! `shared/bench/torch_2b_baseline.py` (one 392x392 image = 196 visual tokens, plus 60 text
-//! tokens), with random weights at the tiny checkpoint's shape or the real Qwen2-VL-2B shape.
+//! tokens), with random weights at a bundled tiny shape or a real one (Qwen2-VL-2B, Qwen2.5-VL-3B).
 
 use anyhow::Result;
 use candle_core::{DType, Device};

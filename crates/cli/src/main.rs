@@ -37,7 +37,7 @@ fn configure_allocator() {
 }
 
 #[derive(Parser)]
-#[command(name = "medr1", version, about = "Med-R1 in Rust: medical visual question answering with Qwen2-VL")]
+#[command(name = "medr1", version, about = "Med-R1 in Rust: medical visual question answering with Qwen2-VL and Qwen2.5-VL")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +50,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Answer a question about a medical image with a Qwen2-VL checkpoint.
+    /// Answer a question about a medical image with a Qwen2-VL or Qwen2.5-VL checkpoint.
     Ask(ask::AskArgs),
     /// Medical VQA data: generate the phantom benchmark, split OmniMedVQA, count, show.
     Data(data::DataArgs),
@@ -58,7 +58,7 @@ enum Command {
     Train(train::TrainArgs),
     /// Supervised fine-tuning on the answers (the baseline Med-R1 compares against).
     Sft(train::TrainArgs),
-    /// The bundled main job: phantoms, a tiny Qwen2-VL, SFT warm start, GRPO, before/after accuracy.
+    /// The bundled main job: phantoms, a tiny Qwen2-VL (or Qwen2.5-VL), SFT warm start, GRPO, before/after accuracy.
     Demo(train::DemoArgs),
     /// Time GRPO updates (rollout / scoring / forward-backward / optimizer) on the tiny model.
     BenchGrpo(train::BenchGrpoArgs),
@@ -76,7 +76,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run an oracle-format request and write what the model computes (for parity checks).
     Dump(dump::DumpArgs),
-    /// Measure prefill time and decode speed at the tiny or the real 2B shape (random weights).
+    /// Measure prefill time and decode speed at a tiny shape or a real one: 2b (Qwen2-VL-2B), 3b (Qwen2.5-VL-3B); random weights.
     Bench(bench::BenchArgs),
     /// Write a checkpoint with its weights in int8 (loads with --dtype int8 in seconds).
     Quantize(quantize::QuantizeArgs),

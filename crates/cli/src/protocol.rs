@@ -42,7 +42,7 @@ pub struct ProtocolArgs {
     /// `medr1 train`. Without --model and --data: the bundled benchmark, sized so each cell's
     /// 95% interval is about +-10 points — phantom modality and anatomy questions (240 per
     /// modality x question type, fixed option order), 96 test questions per modality; the tiny
-    /// Qwen2-VL warm-started by 30 SFT updates on phantoms of another seed (near chance, as the
+    /// model (--family) warm-started by 30 SFT updates on phantoms of another seed (near chance, as the
     /// demo's), then 60 GRPO updates of 4 prompts x G = 8 per modality unless --set says
     /// otherwise.
     #[command(flatten)]
