@@ -47,8 +47,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
     let cfg = a.shape.config()?;
     let t0 = Instant::now();
+    let loading = vlm::loading::LoadingGuard::begin();
     let mut model = Qwen2Vl::load(&cfg, &RandomParams::with_precision(a.dtype, candle_core::Device::Cpu, 0.02, 0))?;
     model.prepare_for_inference()?;
+    drop(loading);
     let footprint = model.footprint()?;
     eprintln!(
         "{} shape: {:.3} B parameters in {:.2} GB ({}), built in {:.1}s",
@@ -135,8 +137,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut against = serde_json::Map::new();
     if a.against_f32 {
         drop(model);
+        let loading = vlm::loading::LoadingGuard::begin();
         let mut reference = Qwen2Vl::load(&cfg, &RandomParams::new(DType::F32, Device::Cpu, 0.02, 0))?;
         reference.prepare_for_inference()?;
+        drop(loading);
         let (hidden, _) = reference.forward_hidden(&batch, None)?;
         let want: Vec<f32> = reference.text.logits(&hidden.narrow(1, n - 1, 1)?)?.flatten_all()?.to_vec1()?;
         let err = rel_l2(&next_logits, &want);

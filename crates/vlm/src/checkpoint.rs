@@ -96,6 +96,7 @@ impl Checkpoint {
     /// float weights are quantized as they are read (one at a time), and a checkpoint written by
     /// `medr1 quantize` is read as stored; in float precisions an int8 checkpoint is dequantized.
     pub fn open_as(dir: &Path, precision: Precision) -> Result<Self> {
+        let _loading = crate::loading::LoadingGuard::begin();
         if !dir.is_dir() {
             return Err(VlmError::file(dir, "checkpoint directory does not exist"));
         }

@@ -18,6 +18,7 @@ pub mod image_processor;
 pub mod json;
 pub mod kernels;
 pub mod linear;
+pub mod loading;
 pub mod logprob;
 pub mod lora;
 pub mod model;
