@@ -124,3 +124,26 @@ fn resume_after_a_torn_line_counts_every_record_once() {
     assert_eq!(ids.len(), records.len());
     assert_eq!(std::fs::read_to_string(dir.join("predictions.jsonl")).unwrap().lines().count(), records.len());
 }
+
+/// `medr1 eval` on the tiny Qwen2.5-VL: every record scored once, the breakdowns add up, and the
+/// batched answers equal one-at-a-time answers (left padding and windows per image in a batch).
+#[test]
+fn qwen2_5_vl_checkpoints_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records: Vec<data::Record> = common::phantom_records(tmp.path()).into_iter().take(10).collect();
+    let ck =
+        Checkpoint::open(&common::repo().join("crates/vlm/tests/fixtures/qwen25vl-tiny/model"), DType::F32).unwrap();
+    assert_eq!(ck.config.family, vlm::config::Family::Qwen2_5Vl);
+    let batched = Local { checkpoint: &ck, name: "tiny25".into(), batch_size: 4, max_new_tokens: 6 };
+    let single = Local { checkpoint: &ck, name: "tiny25".into(), batch_size: 1, max_new_tokens: 6 };
+    let a = run(&batched, &records, &opts(&tmp.path().join("a"), None), &mut |_| {}).unwrap();
+    let b = run(&single, &records, &opts(&tmp.path().join("b"), None), &mut |_| {}).unwrap();
+    assert_eq!((a.strict.overall.n, a.failed), (10, 0));
+    assert_eq!(a.strict.by.modality.values().map(|x| x.n).sum::<usize>(), 10);
+    let outputs = |d: &str| -> Vec<String> {
+        let (p, _) = prediction::read(&tmp.path().join(d).join("predictions.jsonl")).unwrap();
+        p.into_iter().map(|p| p.output).collect()
+    };
+    assert_eq!(outputs("a"), outputs("b"), "batched answers differ from one-at-a-time answers");
+    same_but_time(&a, &b);
+}
