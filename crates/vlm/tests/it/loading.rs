@@ -58,6 +58,19 @@ fn open_err(dir: &Path) -> String {
     }
 }
 
+/// The text model's keys transformers >= 5 moves under `text_config`.
+const TEXT_KEYS: [&str; 9] = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "rms_norm_eps",
+    "max_position_embeddings",
+    "hidden_act",
+];
+
 #[test]
 fn transformers5_layout_loads_and_computes_the_same() {
     let (_t, dir) = copy_model();
@@ -71,19 +84,8 @@ fn transformers5_layout_loads_and_computes_the_same() {
     candle_core::safetensors::save(&nested, dir.join("model.safetensors")).unwrap();
     // Config nested as transformers >= 5 writes it.
     let legacy = config(&dir);
-    let text_keys = [
-        "vocab_size",
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "rms_norm_eps",
-        "max_position_embeddings",
-        "hidden_act",
-    ];
     let mut text = serde_json::Map::new();
-    for k in text_keys {
+    for k in TEXT_KEYS {
         text.insert(k.into(), legacy[k].clone());
     }
     text.insert(
@@ -130,22 +132,13 @@ fn qwen2_5_vl_transformers5_layout_loads_and_computes_the_same() {
     candle_core::safetensors::save(&nested, dir.join("model.safetensors")).unwrap();
     let legacy = config(&dir);
     let mut text = serde_json::Map::new();
-    for k in [
-        "vocab_size",
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "rms_norm_eps",
-        "max_position_embeddings",
-        "hidden_act",
+    for k in TEXT_KEYS.into_iter().chain([
         "bos_token_id",
         "eos_token_id",
         "sliding_window",
         "use_sliding_window",
         "max_window_layers",
-    ] {
+    ]) {
         text.insert(k.into(), legacy[k].clone());
     }
     text.insert("model_type".into(), json!("qwen2_5_vl_text"));
