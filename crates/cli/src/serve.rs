@@ -40,6 +40,14 @@ pub struct ServeArgs {
     /// Seconds to wait for a request's body after its headers (408 after that).
     #[arg(long, default_value_t = 30.0)]
     pub body_read_timeout: f64,
+    /// Seconds a client has to send a request's whole header (from connecting, or from the end of
+    /// its previous request); the connection is closed after that.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+    /// A prompt longer than this many tokens is prefilled this many per step, between the running
+    /// requests' tokens (so one long prompt never stalls them).
+    #[arg(long, default_value_t = serve::options::DEFAULT_PREFILL_CHUNK)]
+    pub prefill_chunk: usize,
     /// Allow `image_url`s naming local files, but only inside this folder.
     #[arg(long)]
     pub allow_local_files: Option<PathBuf>,
@@ -82,9 +90,11 @@ pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
         max_image_bytes: a.max_image_bytes,
         max_image_pixels,
         body_read_timeout: std::time::Duration::from_secs_f64(a.body_read_timeout.max(0.001)),
+        header_read_timeout: std::time::Duration::from_secs_f64(a.header_read_timeout.max(0.001)),
         max_prompt_tokens: a.max_prompt_tokens,
         max_requests_per_client: a.max_requests_per_client,
         default_max_tokens: a.default_max_tokens,
+        prefill_chunk: a.prefill_chunk.max(1),
     };
     // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them
     // (default `info`; e.g. RUST_LOG=medr1::request=off for none).

@@ -18,6 +18,9 @@ use vlm::Checkpoint;
 /// One request for the model.
 pub struct Job {
     pub prompt: Prompt,
+    /// The prompt's length in tokens (images included): longer than the engine's prefill chunk,
+    /// it is prefilled a chunk per step.
+    pub prompt_tokens: usize,
     /// Completions wanted (OpenAI's `n`); choice i samples with seed `sampling.seed + i`.
     pub n: usize,
     pub max_tokens: usize,
@@ -72,13 +75,19 @@ impl EngineHandle {
 }
 
 /// Starts the model thread. It runs until every `EngineHandle` is dropped and its work is done.
-pub fn spawn(ck: Arc<Checkpoint>, max_batch: usize) -> (EngineHandle, std::thread::JoinHandle<()>) {
+/// Prompts longer than `prefill_chunk` tokens are prefilled that many tokens per step, between the
+/// running batch's tokens.
+pub fn spawn(
+    ck: Arc<Checkpoint>,
+    max_batch: usize,
+    prefill_chunk: usize,
+) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let stats = Arc::new(EngineStats::default());
     let s = stats.clone();
     let h = std::thread::Builder::new()
         .name("medr1-engine".into())
-        .spawn(move || run(ck, rx, max_batch.max(1), s))
+        .spawn(move || run(ck, rx, max_batch.max(1), prefill_chunk.max(1), s))
         .expect("spawn engine thread");
     (EngineHandle { tx, stats }, h)
 }
@@ -98,8 +107,8 @@ struct JobState {
     seqs: Vec<u64>,
 }
 
-fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, stats: Arc<EngineStats>) {
-    let mut engine = Engine::new(&ck, max_batch, stats);
+fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, prefill_chunk: usize, stats: Arc<EngineStats>) {
+    let mut engine = Engine::new(&ck, max_batch, prefill_chunk, stats);
     while engine.receive(&rx) {
         engine.admit();
         if let Some(events) = engine.step() {
@@ -113,6 +122,8 @@ struct Engine<'a> {
     ck: &'a Checkpoint,
     gen: Generator<'a>,
     max_batch: usize,
+    /// Prompt tokens prefilled per step for a long prompt.
+    prefill_chunk: usize,
     stats: Arc<EngineStats>,
     waiting: VecDeque<Job>,
     seqs: HashMap<u64, Seq>,
@@ -124,11 +135,12 @@ struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    fn new(ck: &'a Checkpoint, max_batch: usize, stats: Arc<EngineStats>) -> Self {
+    fn new(ck: &'a Checkpoint, max_batch: usize, prefill_chunk: usize, stats: Arc<EngineStats>) -> Self {
         Engine {
             ck,
             gen: Self::generator(ck),
             max_batch,
+            prefill_chunk,
             stats,
             waiting: VecDeque::new(),
             seqs: HashMap::new(),
@@ -171,61 +183,81 @@ impl<'a> Engine<'a> {
     }
 
     /// Moves waiting jobs into the running batch while they fit (a job larger than the whole
-    /// batch runs alone); a prompt the model refuses fails its own jobs only.
+    /// batch runs alone); a prompt the model refuses fails its own jobs only. Short prompts are
+    /// prefilled together at once; the first long one (over `prefill_chunk` tokens) starts a
+    /// chunked prefill when none is under way, and later long ones wait for it (short ones behind
+    /// them go ahead).
     fn admit(&mut self) {
-        let mut admit = Vec::new();
+        let mut short = Vec::new();
+        let mut long = None;
         let mut rows = self.gen.len();
-        while let Some(j) = self.waiting.front() {
+        let mut i = 0;
+        while let Some(j) = self.waiting.get(i) {
             if rows > 0 && rows + j.n > self.max_batch {
                 break;
             }
+            if j.prompt_tokens > self.prefill_chunk {
+                if long.is_some() || self.gen.prefilling() {
+                    i += 1;
+                    continue;
+                }
+                rows += j.n;
+                long = self.waiting.remove(i);
+                continue;
+            }
             rows += j.n;
-            admit.push(self.waiting.pop_front().unwrap());
+            short.extend(self.waiting.remove(i));
         }
-        if !admit.is_empty() {
-            let mut prompts = Vec::new();
-            let mut specs = Vec::new();
-            let mut new_jobs = Vec::new();
-            for j in admit {
-                let id = self.next_job;
-                self.next_job += 1;
-                let mut ids = Vec::new();
-                for c in 0..j.n {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    prompts.push(j.prompt.clone());
-                    let sampling = Sampling { seed: j.sampling.seed.wrapping_add(c as u64), ..j.sampling.clone() };
-                    specs.push(SequenceSpec {
-                        id: seq,
-                        sampling,
-                        max_new_tokens: j.max_tokens,
-                        ignore_eos: j.ignore_eos,
-                    });
-                    self.seqs.insert(seq, Seq { job: id, choice: c, text: IncrementalText::default(), sent: 0 });
-                    ids.push(seq);
-                }
-                self.jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids });
-                new_jobs.push(id);
-            }
-            let (ck, gen) = (self.ck, &mut self.gen);
-            let admitted = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<()> {
-                let enc = ck.processor.encode(&prompts, None, ck.model.device())?;
-                gen.admit(&enc.batch, specs)?;
-                Ok(())
-            }));
-            let failure = match admitted {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("{e:#}")),
-                Err(_) => Some("the model failed on this input".to_string()),
-            };
-            if let Some(msg) = failure {
-                for id in new_jobs {
-                    self.fail_job(id, &msg);
-                }
-            }
+        if !short.is_empty() {
+            self.start(short, None);
+        }
+        if let Some(j) = long {
+            self.start(vec![j], Some(self.prefill_chunk));
         }
         self.stats.queued.store(self.waiting.len(), Ordering::Relaxed);
         self.stats.active.store(self.gen.len(), Ordering::Relaxed);
+    }
+
+    /// Registers `jobs` and prefills their prompts: at once, or `chunk` tokens per step.
+    fn start(&mut self, jobs: Vec<Job>, chunk: Option<usize>) {
+        let mut prompts = Vec::new();
+        let mut specs = Vec::new();
+        let mut new_jobs = Vec::new();
+        for j in jobs {
+            let id = self.next_job;
+            self.next_job += 1;
+            let mut ids = Vec::new();
+            for c in 0..j.n {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                prompts.push(j.prompt.clone());
+                let sampling = Sampling { seed: j.sampling.seed.wrapping_add(c as u64), ..j.sampling.clone() };
+                specs.push(SequenceSpec { id: seq, sampling, max_new_tokens: j.max_tokens, ignore_eos: j.ignore_eos });
+                self.seqs.insert(seq, Seq { job: id, choice: c, text: IncrementalText::default(), sent: 0 });
+                ids.push(seq);
+            }
+            self.jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids });
+            new_jobs.push(id);
+        }
+        let (ck, gen) = (self.ck, &mut self.gen);
+        let admitted = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<()> {
+            let enc = ck.processor.encode(&prompts, None, ck.model.device())?;
+            match chunk {
+                None => gen.admit(&enc.batch, specs)?,
+                Some(c) => gen.admit_chunked(&enc.batch, specs, c)?,
+            }
+            Ok(())
+        }));
+        let failure = match admitted {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some("the model failed on this input".to_string()),
+        };
+        if let Some(msg) = failure {
+            for id in new_jobs {
+                self.fail_job(id, &msg);
+            }
+        }
     }
 
     /// One token for every running sequence. A failed step fails every job in flight and starts

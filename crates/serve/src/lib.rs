@@ -63,13 +63,14 @@ pub async fn start(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running> {
     let ck = Arc::new(ck);
-    let (engine, engine_thread) = engine::spawn(ck.clone(), opts.max_batch);
+    let (engine, engine_thread) = engine::spawn(ck.clone(), opts.max_batch, opts.prefill_chunk);
     let state = Arc::new(AppState::new(ck, engine, opts));
     let app = server::router(state);
     let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", opts.host, opts.port))?;
     let addr = listener.local_addr()?;
+    let header_read_timeout = opts.header_read_timeout;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let signal = async move {
@@ -78,10 +79,65 @@ pub async fn start(
                 _ = stop => {}
             }
         };
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
-            tracing::error!("server error: {e}");
-        }
+        serve_connections(listener, app, header_read_timeout, signal).await;
     });
     Ok(Running { addr, shutdown: Some(tx), server: Some(server), engine: Some(engine_thread) })
+}
+
+/// Accepts connections until `signal`, then lets open ones finish. Each connection is served by
+/// hyper with a timer, so a client must send its first byte, and then each request's whole header,
+/// within `header_read_timeout` (axum's own `serve` sets no timer, and holds such a connection
+/// forever);
+/// requests carry their peer's address (`ConnectInfo`) for the per-client limit.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    signal: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let svc = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)))
+            .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new));
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts at a request's first byte: a client that connects and
+            // sends nothing is dropped here.
+            // (`peek` waits for a byte; `readable` may report a fresh socket ready at once.)
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                return;
+            }
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(svc),
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -18,11 +18,21 @@ pub struct ServeOptions {
     pub default_max_tokens: usize,
     /// Longest wait for a request's body once its headers have arrived.
     pub body_read_timeout: std::time::Duration,
+    /// Longest wait for a request's whole header (from the connection's start, or the end of the
+    /// previous request on a kept-alive connection); then the connection is closed.
+    pub header_read_timeout: std::time::Duration,
     /// Longest prompt accepted, in tokens (images included), well below the model's context.
     pub max_prompt_tokens: usize,
     /// Requests one client address may have in flight (streams count until they end); 0: no limit.
     pub max_requests_per_client: usize,
+    /// A longer prompt is prefilled this many tokens per engine step, between the running
+    /// batch's tokens, so it never stalls them for its whole prefill.
+    pub prefill_chunk: usize,
 }
+
+/// 512 tokens: at the 2B shape a chunk's prefill takes about as long as a few decode steps, and
+/// a Med-R1 question with an image (~600 tokens) takes two.
+pub const DEFAULT_PREFILL_CHUNK: usize = 512;
 
 /// 4096 tokens: a Med-R1 question with one image at Qwen2-VL's default pixel budget is about 600;
 /// several images still fit, while one request cannot ask for the tens of GB a 32k-token prefill
@@ -44,8 +54,10 @@ impl Default for ServeOptions {
             max_image_pixels: 4096 * 4096,
             default_max_tokens: 256,
             body_read_timeout: std::time::Duration::from_secs(30),
+            header_read_timeout: std::time::Duration::from_secs(10),
             max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
             max_requests_per_client: 64,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
         }
     }
 }

@@ -318,6 +318,7 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
     let r = &ready.req;
     let job = Job {
         prompt: ready.job_prompt.clone(),
+        prompt_tokens: ready.prompt_tokens,
         n: r.n,
         max_tokens: ready.max_tokens,
         sampling: Sampling {

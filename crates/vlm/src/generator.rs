@@ -5,7 +5,7 @@
 //! (requests arriving at any time) both decode through this.
 
 use crate::error::Result;
-use crate::model::{Batch, Qwen2Vl};
+use crate::model::{Batch, ChunkedPrefill, Qwen2Vl};
 use crate::sampling::{choose, Sampling};
 use crate::text::KvCache;
 use candle_core::DType;
@@ -76,6 +76,14 @@ pub struct Generator<'m> {
     key_mask: Vec<Vec<u32>>,
     rope_deltas: Vec<i64>,
     rows: Vec<Row>,
+    /// A long prompt being prefilled a chunk per [`Generator::step`], and the sequences it starts.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    prefill: ChunkedPrefill,
+    specs: Vec<SequenceSpec>,
+    chunk: usize,
 }
 
 impl<'m> Generator<'m> {
@@ -89,16 +97,23 @@ impl<'m> Generator<'m> {
             key_mask: vec![],
             rope_deltas: vec![],
             rows: vec![],
+            pending: None,
         }
     }
 
-    /// Sequences in the batch.
+    /// Sequences in the batch, those of a chunked prefill under way included.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.len() + self.pending.as_ref().map_or(0, |p| p.specs.len())
     }
 
+    /// Nothing running and nothing being prefilled.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.pending.is_none()
+    }
+
+    /// Whether a chunked prefill is under way (see [`Generator::admit_chunked`]).
+    pub fn prefilling(&self) -> bool {
+        self.pending.is_some()
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -120,13 +135,59 @@ impl<'m> Generator<'m> {
         self.flush()?;
         let mut cache = KvCache::new(self.model.cfg.text.num_hidden_layers);
         let (hidden, ri) = self.model.forward_hidden(batch, Some(&mut cache))?;
-        let last = hidden.narrow(1, batch.len() - 1, 1)?;
-        let logits: Vec<Vec<f32>> = self.model.text.logits(&last)?.squeeze(1)?.to_dtype(DType::F32)?.to_vec2()?;
-        let mut masks = batch.attention_mask.clone();
+        let last = hidden.narrow(1, batch.len() - 1, 1)?.squeeze(1)?;
+        self.join(cache, batch.attention_mask.clone(), &ri.rope_deltas, &last, specs)
+    }
+
+    /// Admits `batch` a `chunk` of prompt positions at a time: each [`Generator::step`] prefills
+    /// one chunk before the running sequences' token, so a long prompt never stalls them for its
+    /// whole prefill; its sequences join when the prompt is done. One at a time: fails while
+    /// another is under way.
+    pub fn admit_chunked(&mut self, batch: &Batch, specs: Vec<SequenceSpec>, chunk: usize) -> Result<()> {
+        assert_eq!(batch.rows(), specs.len(), "one SequenceSpec per batch row");
+        if self.pending.is_some() {
+            return Err(crate::error::VlmError::input("a chunked prefill is already under way"));
+        }
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let prefill = self.model.start_prefill(batch)?;
+        self.pending = Some(Pending { prefill, specs, chunk: chunk.max(1) });
+        Ok(())
+    }
+
+    /// The next chunk of the pending prefill; its sequences join the batch after the last.
+    fn advance_prefill(&mut self) -> Result<()> {
+        let Some(p) = self.pending.as_mut() else { return Ok(()) };
+        let last = match self.model.prefill_chunk(&mut p.prefill, p.chunk) {
+            Ok(Some(last)) => last,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                self.pending = None;
+                return Err(e);
+            }
+        };
+        let Pending { prefill, specs, .. } = self.pending.take().expect("pending");
+        self.flush()?;
+        self.join(prefill.cache, prefill.attention_mask, &prefill.rope.rope_deltas, &last, specs)
+    }
+
+    /// Adds freshly prefilled sequences: their cache and key masks (left-padded to the batch's
+    /// length, or the batch's to theirs), rope deltas, and the logits of `last` [B, D], their
+    /// prompts' last hidden states. The running rows must be flushed.
+    fn join(
+        &mut self,
+        mut cache: KvCache,
+        mut masks: Vec<Vec<u32>>,
+        rope_deltas: &[i64],
+        last: &candle_core::Tensor,
+        specs: Vec<SequenceSpec>,
+    ) -> Result<()> {
+        let logits: Vec<Vec<f32>> = self.model.text.logits(last)?.to_dtype(DType::F32)?.to_vec2()?;
         if self.rows.is_empty() {
             self.cache = cache;
             self.key_mask = masks;
-            self.rope_deltas = ri.rope_deltas.clone();
+            self.rope_deltas = rope_deltas.to_vec();
         } else {
             let (old, new) = (self.cache.len(), cache.len());
             if old < new {
@@ -142,7 +203,7 @@ impl<'m> Generator<'m> {
             }
             self.cache.append_rows(&cache)?;
             self.key_mask.extend(masks);
-            self.rope_deltas.extend(ri.rope_deltas.iter().copied());
+            self.rope_deltas.extend(rope_deltas.iter().copied());
         }
         for (spec, l) in specs.into_iter().zip(logits) {
             self.rows.push(Row {
@@ -181,8 +242,13 @@ impl<'m> Generator<'m> {
         Ok(())
     }
 
-    /// One token for every sequence. Finished sequences leave the batch before the next decode.
+    /// One chunk of a pending prefill (if any), then one token for every running sequence.
+    /// Finished sequences leave the batch before the next decode.
     pub fn step(&mut self) -> Result<Vec<Event>> {
+        self.advance_prefill()?;
+        if self.rows.is_empty() {
+            return Ok(Vec::new());
+        }
         self.flush()?;
         let mut events = Vec::with_capacity(self.rows.len());
         let mut finished = Vec::new();
@@ -213,8 +279,21 @@ impl<'m> Generator<'m> {
         self.watch_token_ids = token_ids;
     }
 
-    /// Stops a sequence now (e.g. its client went away). Unknown ids are ignored.
+    /// Stops a sequence now (e.g. its client went away), whether running or still being
+    /// prefilled (a pending prefill none of whose sequences remain is dropped). Unknown ids are
+    /// ignored.
     pub fn cancel(&mut self, id: u64) -> Result<()> {
+        if let Some(p) = self.pending.as_mut() {
+            if p.specs.iter().any(|s| s.id == id) {
+                // The batch's rows cannot leave a prefill midway; its sequence is dropped when it
+                // joins, or the whole prefill when none is left.
+                p.specs.iter_mut().filter(|s| s.id == id).for_each(|s| s.max_new_tokens = 0);
+                if p.specs.iter().all(|s| s.max_new_tokens == 0) {
+                    self.pending = None;
+                }
+                return Ok(());
+            }
+        }
         self.remove(&[id])
     }
 

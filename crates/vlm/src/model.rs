@@ -71,6 +71,31 @@ impl Batch {
     }
 }
 
+/// A prompt being prefilled a chunk at a time ([`Qwen2Vl::start_prefill`]).
+pub struct ChunkedPrefill {
+    /// [B, L, D]: the whole prompt's embeddings, image features in place.
+    embeds: Tensor,
+    pub rope: RopeIndex,
+    pub attention_mask: Vec<Vec<u32>>,
+    /// Keys and values of the positions done so far.
+    pub cache: KvCache,
+    done: usize,
+}
+
+impl ChunkedPrefill {
+    /// Prompt positions (the padded length).
+    pub fn len(&self) -> usize {
+        self.attention_mask.first().map_or(0, |m| m.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Positions prefilled so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+}
+
 pub struct Qwen2Vl {
     pub cfg: Qwen2VlConfig,
     pub visual: VisionTower,
@@ -249,6 +274,49 @@ impl Qwen2Vl {
             rope::mrope_cos_sin(&ri.position_ids, t.head_dim, t.rope_theta, t.mrope_section, self.device())?;
         let hidden = self.text.forward_hidden(&embeds, &cos, &sin, &batch.attention_mask, cache)?;
         Ok((hidden, ri))
+    }
+
+    /// Starts a prompt's prefill that [`Qwen2Vl::prefill_chunk`] then runs a chunk at a time: the
+    /// embeddings (image features included) and M-RoPE positions of the whole prompt are computed
+    /// here, once.
+    pub fn start_prefill(&self, batch: &Batch) -> Result<ChunkedPrefill> {
+        let max_ctx = self.cfg.text.max_position_embeddings;
+        if batch.len() > max_ctx {
+            return Err(VlmError::input(format!(
+                "the prompt is {} tokens long but the model's context is {max_ctx} (max_position_embeddings)",
+                batch.len()
+            )));
+        }
+        let rope = self.rope_index(batch)?;
+        let embeds = self.embed(batch)?;
+        Ok(ChunkedPrefill {
+            embeds,
+            rope,
+            attention_mask: batch.attention_mask.clone(),
+            cache: KvCache::new(self.cfg.text.num_hidden_layers),
+            done: 0,
+        })
+    }
+
+    /// Runs the next `n` prompt positions (fewer at the end) through the decoder into the prefill's
+    /// cache. When the prompt is complete, returns the hidden state [B, D] of its last position;
+    /// the same numbers as one whole-prompt forward, to float rounding.
+    pub fn prefill_chunk(&self, p: &mut ChunkedPrefill, n: usize) -> Result<Option<Tensor>> {
+        let (b, l) = (p.attention_mask.len(), p.len());
+        let n = n.max(1).min(l - p.done);
+        let (from, to) = (p.done, p.done + n);
+        let pos: Vec<Vec<Vec<i64>>> =
+            p.rope.position_ids.iter().map(|axis| axis.iter().map(|row| row[from..to].to_vec()).collect()).collect();
+        let t = &self.cfg.text;
+        let (cos, sin) = rope::mrope_cos_sin(&pos, t.head_dim, t.rope_theta, t.mrope_section, self.device())?;
+        let keys: Vec<Vec<u32>> = p.attention_mask.iter().map(|m| m[..to].to_vec()).collect();
+        let chunk = p.embeds.narrow(1, from, n)?;
+        let hidden = self.text.forward_hidden(&chunk, &cos, &sin, &keys, Some(&mut p.cache))?;
+        p.done = to;
+        if to < l {
+            return Ok(None);
+        }
+        Ok(Some(hidden.narrow(1, n - 1, 1)?.reshape((b, t.hidden_size))?))
     }
 
     /// One decoding step: `tokens` [B] appended after the cache. `rope_deltas` from the prompt's

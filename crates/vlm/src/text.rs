@@ -10,6 +10,49 @@ use crate::linear::{Footprint, Linear, LinearKernel, ParamWalk};
 use crate::ops;
 use crate::params::Params;
 use candle_core::{DType, Module, Tensor};
+use std::sync::Arc;
+
+/// Largest attention score buffer ([B, heads, queries, keys] float32) an inference forward
+/// computes at once; longer prompts go a block of queries at a time. 64 MB: at the 2B shape
+/// (12 heads) a 32k-token prompt takes 42 queries per block.
+const ATTENTION_SCORE_BYTES: usize = 64 << 20;
+
+/// Which keys each query may see: causal over absolute positions (the cache's `past` keys come
+/// first) and never a padding key.
+#[derive(Debug, Clone)]
+enum AttentionMask {
+    /// The additive mask [B, L, T] of every query, built once.
+    Full(Tensor),
+    /// Built a block of queries at a time from the rows' real (1) / padding (0) keys over cache
+    /// and new tokens.
+    Rows { past: usize, key_mask: Vec<Vec<u32>>, budget: usize },
+}
+
+impl AttentionMask {
+    /// The additive mask [B, n, T] of queries `from..from + n` (new-token positions). A large finite
+    /// negative (not -inf) keeps fully masked padding rows finite (no NaN in logits or gradients);
+    /// those rows are never read.
+    fn full(&self, from: usize, n: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+        match self {
+            AttentionMask::Full(m) => m.narrow(1, from, n),
+            AttentionMask::Rows { past, key_mask, .. } => {
+                let (b, total) = (key_mask.len(), key_mask.first().map_or(0, |r| r.len()));
+                let mut m = vec![0f32; b * n * total];
+                for (row, keys) in key_mask.iter().enumerate() {
+                    for i in 0..n {
+                        let q = past + from + i;
+                        for (j, &k) in keys.iter().enumerate() {
+                            if j > q || k == 0 {
+                                m[(row * n + i) * total + j] = -1e30;
+                            }
+                        }
+                    }
+                }
+                Tensor::from_vec(m, (b, n, total), device)
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Attention {
@@ -124,6 +167,9 @@ pub struct TextModel {
     pub cfg: TextConfig,
     /// When set, training forwards recompute each layer in the backward pass.
     pub recompute: Option<std::sync::Arc<crate::recompute::SideGrads>>,
+    /// Largest attention score buffer an inference forward computes at once, in bytes (see
+    /// [`ATTENTION_SCORE_BYTES`]).
+    pub attention_score_bytes: usize,
 }
 
 impl TextModel {
@@ -163,7 +209,16 @@ impl TextModel {
             }
             (_, false) => p.pp("lm_head").linear(cfg.vocab_size, d, false)?,
         };
-        Ok(TextModel { embed_tokens, layers, norm, lm_head, tied, cfg: cfg.clone(), recompute: None })
+        Ok(TextModel {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            tied,
+            cfg: cfg.clone(),
+            recompute: None,
+            attention_score_bytes: ATTENTION_SCORE_BYTES,
+        })
     }
 
     /// Appends the decoder's checkpoint tensors, walking the layers in load order (the LM head
@@ -256,20 +311,13 @@ impl TextModel {
         let (b, l, _) = embeds.dims3()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let total = past + l;
-        // Additive mask [B, L, T] (shared by the heads): causal over absolute positions, and no padding keys.
-        // A large finite negative (not -inf) keeps fully masked padding rows finite (no NaN
-        // in logits or gradients); those rows are never read.
-        let mut m = vec![0f32; b * l * total];
-        for row in 0..b {
-            for i in 0..l {
-                for j in 0..total {
-                    if j > past + i || key_mask[row][j] == 0 {
-                        m[(row * l + i) * total + j] = -1e30;
-                    }
-                }
-            }
-        }
-        let mask = Tensor::from_vec(m, (b, l, total), embeds.device())?;
+        let budget = self.attention_score_bytes;
+        let rows = Arc::new(AttentionMask::Rows { past, key_mask: key_mask.to_vec(), budget });
+        // Inference on a long prompt: scores (and their mask) are made a block of queries at a
+        // time, so memory grows linearly with the prompt; otherwise one [B, L, T] mask.
+        let blocked =
+            !embeds.track_op() && self.recompute.is_none() && b * self.cfg.num_attention_heads * l * total * 4 > budget;
+        let mask = if blocked { rows } else { Arc::new(AttentionMask::Full(rows.full(0, l, embeds.device())?)) };
         let cos = cos.to_dtype(DType::F32)?;
         let sin = sin.to_dtype(DType::F32)?;
         let mut x = embeds.clone();
@@ -279,7 +327,7 @@ impl TextModel {
                 (Some(side), true) => {
                     let (layer, cos, sin, mask, cfg) =
                         (layer.clone(), cos.clone(), sin.clone(), mask.clone(), self.cfg.clone());
-                    let f = std::sync::Arc::new(move |x: &Tensor| layer.forward(x, &cos, &sin, &mask, &cfg, None));
+                    let f = Arc::new(move |x: &Tensor| layer.forward(x, &cos, &sin, &mask, &cfg, None));
                     x = crate::recompute::checkpointed(&x, self.layers[i].tensors(), side, f)?;
                 }
                 _ => {
@@ -318,7 +366,7 @@ impl DecoderLayer {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        mask: &AttentionMask,
         cfg: &TextConfig,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
@@ -355,14 +403,31 @@ impl DecoderLayer {
         };
         let t = k.dim(2)?;
         // Grouped-query attention without copying keys: the `rep` query heads that share a
-        // key/value head are stacked along the query axis.
-        let q = q.reshape((b, nkv, rep * l, hd))?;
+        // key/value head are stacked along the query axis (q is [B, heads, L, hd], contiguous).
         let scale = 1.0 / (hd as f64).sqrt();
         let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
-        // Heads are numbered kv * rep + r, so [B, nkv, rep * L, T] is [B, heads, L, T] in memory.
-        let att = q.matmul(&k.t()?.contiguous()?)?.reshape((b, nh, l, t))?;
-        let att = ops::attention_softmax(&att, mask, scale)?.reshape((b, nkv, rep * l, t))?;
-        let o = att.matmul(&v)?.reshape((b, nh, l, hd))?.transpose(1, 2)?.reshape((b, l, nh * hd))?.to_dtype(dtype)?;
+        let kt = k.t()?.contiguous()?;
+        // Heads are numbered kv * rep + r, so [B, nkv, rep * n, T] is [B, heads, n, T] in memory.
+        let attend = |q: &Tensor, n: usize, mask: &Tensor| -> candle_core::Result<Tensor> {
+            let att = q.reshape((b, nkv, rep * n, hd))?.matmul(&kt)?.reshape((b, nh, n, t))?;
+            let att = ops::attention_softmax(&att, mask, scale)?.reshape((b, nkv, rep * n, t))?;
+            att.matmul(&v)?.reshape((b, nh, n, hd))
+        };
+        let o = match mask {
+            AttentionMask::Full(m) => attend(&q, l, m)?,
+            // A block of queries at a time: the scores never exceed the budget.
+            rows @ AttentionMask::Rows { budget, .. } => {
+                let block = (budget / (4 * b * nh * t).max(1)).clamp(1, l);
+                let mut outs = Vec::with_capacity(l.div_ceil(block));
+                for from in (0..l).step_by(block) {
+                    let n = block.min(l - from);
+                    let qb = q.narrow(2, from, n)?.contiguous()?;
+                    outs.push(attend(&qb, n, &rows.full(from, n, x.device())?)?);
+                }
+                Tensor::cat(&outs, 2)?
+            }
+        };
+        let o = o.transpose(1, 2)?.reshape((b, l, nh * hd))?.to_dtype(dtype)?;
         let x = (x + a.o_proj.forward(&o)?)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, cfg.rms_norm_eps)?;
         let m = &self.mlp;

@@ -470,6 +470,37 @@ fn a_body_that_never_arrives_times_out() {
     assert!(head.contains("--body-read-timeout"), "{head}");
 }
 
+/// A client that connects and sends nothing, or only part of a request's header, is disconnected
+/// after the header-read timeout (the connection is closed: a read returns end of stream), and
+/// the server goes on answering others.
+#[test]
+fn a_header_that_never_completes_times_out() {
+    use std::io::{Read, Write};
+    let s = TestServer::start(ServeOptions { header_read_timeout: std::time::Duration::from_millis(300), ..opts() });
+    let addr = s.url.trim_start_matches("http://").to_string();
+    for partial in ["", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty"] {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        c.write_all(partial.as_bytes()).unwrap();
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        // Closed (0 bytes, or a reset), possibly after a 408 response.
+        let mut got = Vec::new();
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let waited = t.elapsed();
+        assert!(waited < std::time::Duration::from_secs(20), "held for {waited:?} with {partial:?}");
+        let head = String::from_utf8_lossy(&got);
+        assert!(head.is_empty() || head.starts_with("HTTP/1.1 408"), "{head}");
+    }
+    let (st, v) = chat(&s, &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}));
+    assert_eq!(st, 200, "{v}");
+}
+
 /// A prompt longer than --max-prompt-tokens is refused before any prefill, and the server goes on
 /// answering normal requests.
 #[test]

@@ -235,3 +235,64 @@ fn watched_tokens_report_the_log_softmax_at_every_step() {
         }
     }
 }
+
+/// Attention a block of queries at a time (long inference prompts) computes what one [B, L, T]
+/// score matrix does: a left-padded batch with an image, with blocks of 1 query and of several.
+#[test]
+fn blocked_attention_equals_whole_prompt_attention() {
+    let mut ck = ck();
+    let enc = encode(&ck, &["Which organ is shown in this image? Answer with the letter.", "Grade?"]);
+    let (whole, _) = ck.model.forward(&enc.batch, None).unwrap();
+    let (b, l, _) = whole.dims3().unwrap();
+    let heads = ck.config.text.num_attention_heads;
+    for queries in [1, 7] {
+        // Score blocks of [b, heads, queries, l] float32.
+        let budget = 4 * b * heads * queries * l;
+        ck.model.text.attention_score_bytes = budget;
+        let (blocked, _) = ck.model.forward(&enc.batch, None).unwrap();
+        let e = common::rel_err(&common::f32s(&blocked), &common::f32s(&whole), |i| {
+            enc.batch.attention_mask[i / (l * whole.dims()[2])][(i / whole.dims()[2]) % l] == 1
+        });
+        assert!(e < 1e-5, "blocks of {queries} queries: logits rel err {e}");
+    }
+}
+
+/// A prompt prefilled a chunk at a time joins the batch with the tokens a whole prefill gives, and
+/// a sequence already running keeps getting a token at every step meanwhile.
+#[test]
+fn chunked_prefill_gives_the_same_tokens_and_never_stalls_the_batch() {
+    use vlm::generator::{Generator, SequenceSpec};
+    let ck = ck();
+    let long = encode(&ck, &["Which organ is shown in this image? Answer with the letter of the option."]);
+    let short = encode(&ck, &["Grade?"]);
+    let spec = |id| SequenceSpec { id, sampling: Sampling::greedy(), max_new_tokens: 6, ignore_eos: true };
+    let run = |g: &mut Generator, id: u64| -> Vec<u32> {
+        let mut out = Vec::new();
+        while !g.is_empty() {
+            out.extend(g.step().unwrap().into_iter().filter(|e| e.id == id).map(|e| e.token));
+        }
+        out
+    };
+    let mut whole = Generator::new(&ck.model, vec![], vec![]);
+    whole.admit(&long.batch, vec![spec(1)]).unwrap();
+    let want = run(&mut whole, 1);
+    assert_eq!(want.len(), 6);
+
+    let mut g = Generator::new(&ck.model, vec![], vec![]);
+    g.admit(&short.batch, vec![SequenceSpec { max_new_tokens: 100, ..spec(2) }]).unwrap();
+    g.admit_chunked(&long.batch, vec![spec(1)], 5).unwrap();
+    let chunks = long.batch.len().div_ceil(5);
+    let mut got = Vec::new();
+    for step in 0..chunks + 5 {
+        let events = g.step().unwrap();
+        // The running sequence gets its token at every step, during the prefill too.
+        assert!(events.iter().any(|e| e.id == 2), "step {step}: the running sequence stalled");
+        assert_eq!(g.prefilling(), step + 1 < chunks, "step {step}");
+        got.extend(events.iter().filter(|e| e.id == 1).map(|e| e.token));
+    }
+    assert_eq!(got, want, "chunked prefill changed the tokens");
+    // Cancelled while prefilling: the prefill is dropped.
+    g.admit_chunked(&long.batch, vec![spec(3)], 5).unwrap();
+    g.cancel(3).unwrap();
+    assert!(!g.prefilling());
+}
