@@ -36,6 +36,15 @@ pub struct BenchArgs {
     /// fraction of the --new-tokens positions that agree, and the common prefix).
     #[arg(long)]
     pub against_f32: bool,
+    /// Long-prompt mode: time one prefill of a prompt this many tokens long (the image, then
+    /// random text) and report its peak memory above the loaded model (`prefill_peak_rss_bytes`);
+    /// no decoding.
+    #[arg(long)]
+    pub prompt_tokens: Option<usize>,
+    /// Largest attention score buffer the decoder computes at once, in bytes, before going a
+    /// block of queries at a time (0: never block, the whole prompt's scores at once).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub attention_block_bytes: usize,
     /// Print {"prefill_seconds", "decode_tokens_per_second", "prompt_tokens", ..., "peak_rss_bytes",
     /// "weights_bytes"} as JSON.
     #[arg(long)]
@@ -67,7 +76,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let pi = proc.process(&img)?;
     let n_img = pi.n_tokens(2);
     let vocab_text = (cfg.text.vocab_size as u32).min(150000).min(cfg.vision_start_token_id);
-    let text: Vec<u32> = (0..60).map(|_| rng.random_range(0..vocab_text)).collect();
+    let n_text = match a.prompt_tokens {
+        Some(p) => p.checked_sub(n_img + 2).filter(|&t| t >= 10).ok_or_else(|| {
+            anyhow::anyhow!("--prompt-tokens {p}: at least {} (the image's {n_img} tokens and 12 more)", n_img + 12)
+        })?,
+        None => 60,
+    };
+    model.text.attention_score_bytes = if a.attention_block_bytes == 0 { usize::MAX } else { a.attention_block_bytes };
+    let text: Vec<u32> = (0..n_text).map(|_| rng.random_range(0..vocab_text)).collect();
     let mut ids = text[..10].to_vec();
     ids.push(cfg.vision_start_token_id);
     ids.extend(std::iter::repeat_n(cfg.image_token_id, n_img));
@@ -87,6 +103,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     eprintln!("prompt tokens {n}, image tokens {n_img}");
     eprintln!("peak resident memory after loading {:.2} GB", peak_rss_bytes().unwrap_or(0) as f64 / 1e9);
+    if a.prompt_tokens.is_some() {
+        return long_prompt(&a, &model, &batch, footprint.bytes);
+    }
 
     // The prefill as generation runs it: the prompt's forward and the next token's logits. The
     // baseline script's timed `model(**inputs)` also computes logits at every prompt position
@@ -183,4 +202,50 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// `--prompt-tokens`: one prefill as generation runs it (the prompt's forward and the next token's
+/// logits), its time and its peak resident memory above the loaded model.
+fn long_prompt(a: &BenchArgs, model: &Qwen2Vl, batch: &Batch, weights_bytes: usize) -> Result<()> {
+    let before = current_rss_bytes().unwrap_or(0);
+    // Resets the kernel's peak (VmHWM) to the current size, so the peak below is the prefill's.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let n = batch.len();
+    let t = Instant::now();
+    let (hidden, _) = model.forward_hidden(batch, None)?;
+    let _next = model.text.logits(&hidden.narrow(1, n - 1, 1)?)?;
+    let seconds = t.elapsed().as_secs_f64();
+    drop(hidden);
+    let peak = peak_rss_bytes().unwrap_or(0);
+    let blocked = a.attention_block_bytes != 0;
+    eprintln!(
+        "prefill of {n} tokens: {seconds:.2}s, peak {:.2} GB ({:.2} GB above the loaded model), attention {}",
+        peak as f64 / 1e9,
+        peak.saturating_sub(before) as f64 / 1e9,
+        if blocked { "in blocks" } else { "whole prompt at once" }
+    );
+    let v = json!({
+        "shape": a.shape.name(), "dtype": a.dtype.name(), "threads": a.threads, "prompt_tokens": n,
+        "prefill_seconds": seconds, "peak_rss_bytes": peak, "prefill_peak_rss_bytes": peak.saturating_sub(before),
+        "rss_before_prefill_bytes": before, "weights_bytes": weights_bytes,
+        "attention_block_bytes": a.attention_block_bytes,
+    });
+    if a.json {
+        println!("{v}");
+    } else {
+        println!(
+            "RESULT shape={} dtype={} prompt_tokens={n} prefill_s={seconds:.2} prefill_peak_gb={:.2}",
+            a.shape.name(),
+            a.dtype.name(),
+            peak.saturating_sub(before) as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// The process's resident size now (VmRSS), in bytes.
+fn current_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }

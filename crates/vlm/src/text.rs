@@ -35,13 +35,30 @@ impl AttentionMask {
     fn full(&self, from: usize, n: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
         match self {
             AttentionMask::Full(m) => m.narrow(1, from, n),
+            AttentionMask::Rows { key_mask, .. } => {
+                self.keys_visible(from, n, key_mask.first().map_or(0, |r| r.len()), device)
+            }
+        }
+    }
+
+    /// The mask of queries `from..from + n` over the first `keys` keys only (`Rows`: the keys a
+    /// causal block can see are the cache's and those up to its last query).
+    fn keys_visible(
+        &self,
+        from: usize,
+        n: usize,
+        keys: usize,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<Tensor> {
+        match self {
+            AttentionMask::Full(m) => m.narrow(1, from, n)?.narrow(2, 0, keys),
             AttentionMask::Rows { past, key_mask, .. } => {
-                let (b, total) = (key_mask.len(), key_mask.first().map_or(0, |r| r.len()));
+                let (b, total) = (key_mask.len(), keys);
                 let mut m = vec![0f32; b * n * total];
-                for (row, keys) in key_mask.iter().enumerate() {
+                for (row, row_keys) in key_mask.iter().enumerate() {
                     for i in 0..n {
                         let q = past + from + i;
-                        for (j, &k) in keys.iter().enumerate() {
+                        for (j, &k) in row_keys[..total].iter().enumerate() {
                             if j > q || k == 0 {
                                 m[(row * n + i) * total + j] = -1e30;
                             }
@@ -408,21 +425,27 @@ impl DecoderLayer {
         let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
         let kt = k.t()?.contiguous()?;
         // Heads are numbered kv * rep + r, so [B, nkv, rep * n, T] is [B, heads, n, T] in memory.
-        let attend = |q: &Tensor, n: usize, mask: &Tensor| -> candle_core::Result<Tensor> {
-            let att = q.reshape((b, nkv, rep * n, hd))?.matmul(&kt)?.reshape((b, nh, n, t))?;
-            let att = ops::attention_softmax(&att, mask, scale)?.reshape((b, nkv, rep * n, t))?;
+        // Queries `n` against the first `keys` keys (with their mask [B, n, keys]).
+        let attend = |q: &Tensor, n: usize, keys: usize, mask: &Tensor| -> candle_core::Result<Tensor> {
+            let (kt, v) =
+                if keys == t { (kt.clone(), v.clone()) } else { (kt.narrow(3, 0, keys)?, v.narrow(2, 0, keys)?) };
+            let att = q.reshape((b, nkv, rep * n, hd))?.matmul(&kt)?.reshape((b, nh, n, keys))?;
+            let att = ops::attention_softmax(&att, mask, scale)?.reshape((b, nkv, rep * n, keys))?;
             att.matmul(&v)?.reshape((b, nh, n, hd))
         };
         let o = match mask {
-            AttentionMask::Full(m) => attend(&q, l, m)?,
-            // A block of queries at a time: the scores never exceed the budget.
+            AttentionMask::Full(m) => attend(&q, l, t, m)?,
+            // A block of queries at a time: the scores never exceed the budget, and a block reads
+            // only the keys it can see (the cache's and those up to its last query).
             rows @ AttentionMask::Rows { budget, .. } => {
                 let block = (budget / (4 * b * nh * t).max(1)).clamp(1, l);
+                let past = t - l;
                 let mut outs = Vec::with_capacity(l.div_ceil(block));
                 for from in (0..l).step_by(block) {
                     let n = block.min(l - from);
+                    let keys = past + from + n;
                     let qb = q.narrow(2, from, n)?.contiguous()?;
-                    outs.push(attend(&qb, n, &rows.full(from, n, x.device())?)?);
+                    outs.push(attend(&qb, n, keys, &rows.keys_visible(from, n, keys, x.device())?)?);
                 }
                 Tensor::cat(&outs, 2)?
             }

@@ -261,8 +261,19 @@ fn blocked_attention_equals_whole_prompt_attention() {
 /// a sequence already running keeps getting a token at every step meanwhile.
 #[test]
 fn chunked_prefill_gives_the_same_tokens_and_never_stalls_the_batch() {
+    // Whole-chunk attention, and blocks of 2 queries (keys limited to what each block sees).
+    for budget in [None, Some(4 * 4 * 2 * 50)] {
+        chunked_prefill_matches(budget);
+    }
+}
+
+fn chunked_prefill_matches(attention_score_bytes: Option<usize>) {
     use vlm::generator::{Generator, SequenceSpec};
-    let ck = ck();
+    let mut ck = ck();
+    if let Some(b) = attention_score_bytes {
+        ck.model.text.attention_score_bytes = b;
+    }
+    let ck = ck;
     let long = encode(&ck, &["Which organ is shown in this image? Answer with the letter of the option."]);
     let short = encode(&ck, &["Grade?"]);
     let spec = |id| SequenceSpec { id, sampling: Sampling::greedy(), max_new_tokens: 6, ignore_eos: true };
