@@ -259,9 +259,8 @@ fn quantize_writes_an_int8_checkpoint_that_answers_as_quantizing_at_load() {
     assert!(!same.status.success() && String::from_utf8_lossy(&same.stderr).contains("source checkpoint"));
 }
 
-/// The pixel limit holds for `ask` as for the server: a PNG whose header declares 20000 x 20000
-/// is refused, and a JPEG cut in half is refused rather than answered (eval and train read
-/// images through the same decoder, which the image crate's tests cover).
+/// The pixel limit holds for `ask`, `eval` and the server alike: a PNG whose header declares
+/// 20000 x 20000 is refused, and a JPEG cut in half is refused rather than answered.
 #[test]
 fn image_bombs_and_truncated_images_are_refused_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
@@ -280,6 +279,71 @@ fn image_bombs_and_truncated_images_are_refused_everywhere() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want) && err.contains(img.to_str().unwrap()), "{err}");
     }
+    // eval: both records fail with their file named, and are counted as failed, not scored.
+    let split = tmp.path().join("split.json");
+    let recs = serde_json::json!([
+        {"image": "bomb.png", "problem": "What modality? A)CT, B)MRI", "solution": "<answer> A </answer>"},
+        {"image": "cut.jpg", "problem": "What modality? A)CT, B)MRI", "solution": "<answer> B </answer>"},
+    ]);
+    std::fs::write(&split, recs.to_string()).unwrap();
+    let out_dir = tmp.path().join("eval");
+    let out = medr1(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        split.to_str().unwrap(),
+        "--images",
+        tmp.path().to_str().unwrap(),
+        "--prompt",
+        "nothink",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["failed"].as_u64(), summary["overall"]["n"].as_u64()), (Some(2), Some(0)), "{summary}");
+    let preds = std::fs::read_to_string(out_dir.join("predictions.jsonl")).unwrap();
+    for (name, want) in [("bomb.png", "--max-image-pixels"), ("cut.jpg", "truncated")] {
+        let line = preds.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no prediction for {name}"));
+        let err = serde_json::from_str::<serde_json::Value>(line).unwrap()["error"].as_str().unwrap_or("").to_string();
+        assert!(err.contains(want) && err.contains(name), "{name}: {err}");
+    }
+    // serve: both as data URLs get 400 with the reason.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medr1"))
+        .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut err, &mut Vec::new()));
+    for (img, mime, want) in [(&bomb, "image/png", "pixels"), (&cut, "image/jpeg", "truncated")] {
+        use base64::Engine;
+        let url = format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(img).unwrap())
+        );
+        let body = serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What?"}]}]});
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut res = agent
+            .post(&format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap();
+        assert!(status == 400 && text.contains(want), "{mime}: {status} {text}");
+    }
+    unsafe { kill(child.id() as i32, 15) };
+    assert!(child.wait().unwrap().success());
+    drop(drain.join());
     // The limit is the global flag's: lowered to 100 pixels, even the small fixture is refused.
     let small = Command::new(env!("CARGO_BIN_EXE_medr1"))
         .args([
@@ -297,4 +361,8 @@ fn image_bombs_and_truncated_images_are_refused_everywhere() {
         .unwrap();
     let err = String::from_utf8_lossy(&small.stderr);
     assert!(!small.status.success() && err.contains("more than the limit of 100"), "{err}");
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
 }
