@@ -70,7 +70,16 @@ impl RgbImage {
             if let Ok((w, h)) = reader()?.into_dimensions() {
                 crate::check_pixels(w as u64, h as u64, 1, what)?;
             }
-            reader()?.decode().map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?
+            // A decoder that panics on malformed data (found by fuzzing: png 0.18.1 indexes past a
+            // short palette) is an error about this file, not a crash of the caller.
+            match std::panic::catch_unwind(|| reader().map(|r| r.decode())) {
+                Ok(decoded) => decoded?.map_err(|e| ImageError::input(format!("{what}: cannot decode image: {e}")))?,
+                Err(_) => {
+                    return Err(ImageError::input(format!(
+                        "{what}: cannot decode image: the decoder failed on malformed data"
+                    )))
+                }
+            }
         };
         if img.width() == 0 || img.height() == 0 {
             return Err(ImageError::input(format!("{what}: image has zero size")));
@@ -95,6 +104,15 @@ mod tests {
         assert_eq!(over_white(200, 255), 200);
         assert_eq!(over_white(0, 0), 255);
         assert_eq!(over_white(0, 128), 127);
+    }
+
+    /// Fuzzing regression (`fuzz/`, target image_decode): a 568-byte palette PNG on which png
+    /// 0.18.1 panics (a slice past its short palette). It must be an error naming the input.
+    #[test]
+    fn a_png_that_panics_its_decoder_is_an_error() {
+        let bytes = include_bytes!("../tests/fixtures/fuzz/png_short_palette_panic.png");
+        let err = RgbImage::decode(bytes, "crash.png").err().expect("an error").to_string();
+        assert!(err.contains("crash.png") && err.contains("cannot decode image"), "{err}");
     }
 }
 
