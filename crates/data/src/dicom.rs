@@ -66,6 +66,14 @@ fn parse(bytes: &[u8], what: &str) -> Result<DefaultDicomObject> {
     if !is_dicom(bytes) {
         bail!("{what}: not a DICOM file (no DICM marker at byte 128)");
     }
+    // dicom-rs allocates each value's declared length before reading it: check them first.
+    if let crate::dicom_lengths::Lengths::Exceeds { tag, declared, left } = crate::dicom_lengths::check(bytes) {
+        bail!(
+            "{what}: the DICOM file is truncated or corrupt: element ({:04X},{:04X}) declares {declared} bytes but only {left} follow",
+            tag.0,
+            tag.1
+        );
+    }
     match OpenFileOptions::new().from_reader(&bytes[128..]) {
         Ok(obj) => Ok(obj),
         Err(e) => parse_implicit_body(bytes).ok_or_else(|| anyhow!("{what}: cannot parse DICOM: {}", error_chain(&e))),
