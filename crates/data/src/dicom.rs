@@ -106,8 +106,17 @@ fn int(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<i64> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.to_multi_int::<i64>().ok()).and_then(|v| v.first().copied())
 }
 
-/// Reads the stored values and display attributes of a DICOM file's bytes.
+/// Reads the stored values and display attributes of a DICOM file's bytes. A dicom-rs decoder that
+/// panics on malformed data (found by fuzzing: its RLE decoder indexes past a short segment) is an
+/// error about this file, not a crash of the caller.
 pub fn read_stored(bytes: &[u8], what: &str) -> Result<StoredPixels> {
+    match std::panic::catch_unwind(|| read_stored_unguarded(bytes, what)) {
+        Ok(r) => r,
+        Err(_) => bail!("{what}: cannot decode DICOM: the decoder failed on malformed data"),
+    }
+}
+
+fn read_stored_unguarded(bytes: &[u8], what: &str) -> Result<StoredPixels> {
     let obj = parse(bytes, what)?;
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let ts_name = dicom_transfer_syntax_name(&ts_uid);

@@ -59,7 +59,10 @@ impl Walk<'_> {
         if !vr.iter().all(|c| c.is_ascii_uppercase()) {
             return Err(Stop::Lost);
         }
-        let long = matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV");
+        let long = matches!(
+            vr,
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+        );
         if long {
             Ok((tag, 12, self.u32_at(p + 8, big).ok_or(Stop::Lost)?))
         } else {
@@ -183,6 +186,15 @@ mod tests {
             Lengths::Exceeds { declared, left, .. } => assert!(declared > left && left < bytes.len() as u64),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Fuzzing regression: RLE pixel data on which dicom-rs 0.10's RLE decoder panics (an index
+    /// past a segment). Its lengths fit; `dicom::decode` must turn the panic into an error.
+    #[test]
+    fn a_dicom_file_that_panics_its_decoder_is_an_error() {
+        let bytes = fixture("fuzz/dicom_rle_panic.dcm");
+        let err = crate::dicom::decode(&bytes, "crash.dcm").err().expect("an error").to_string();
+        assert!(err.contains("crash.dcm"), "{err}");
     }
 
     /// Hand-made: a meta group, then an explicit-VR OB element declaring 100 bytes with 3 left.
