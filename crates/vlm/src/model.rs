@@ -260,13 +260,7 @@ impl Qwen2Vl {
 
     /// Full-sequence forward up to the final norm: hidden states [B, L, D].
     pub fn forward_hidden(&self, batch: &Batch, cache: Option<&mut KvCache>) -> Result<(Tensor, RopeIndex)> {
-        let max_ctx = self.cfg.text.max_position_embeddings;
-        if batch.len() > max_ctx {
-            return Err(VlmError::input(format!(
-                "the prompt is {} tokens long but the model's context is {max_ctx} (max_position_embeddings)",
-                batch.len()
-            )));
-        }
+        self.check_context(batch)?;
         let ri = self.rope_index(batch)?;
         let embeds = self.embed(batch)?;
         let t = &self.cfg.text;
@@ -276,10 +270,8 @@ impl Qwen2Vl {
         Ok((hidden, ri))
     }
 
-    /// Starts a prompt's prefill that [`Qwen2Vl::prefill_chunk`] then runs a chunk at a time: the
-    /// embeddings (image features included) and M-RoPE positions of the whole prompt are computed
-    /// here, once.
-    pub fn start_prefill(&self, batch: &Batch) -> Result<ChunkedPrefill> {
+    /// A prompt longer than the model's context is an error.
+    fn check_context(&self, batch: &Batch) -> Result<()> {
         let max_ctx = self.cfg.text.max_position_embeddings;
         if batch.len() > max_ctx {
             return Err(VlmError::input(format!(
@@ -287,6 +279,14 @@ impl Qwen2Vl {
                 batch.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Starts a prompt's prefill that [`Qwen2Vl::prefill_chunk`] then runs a chunk at a time: the
+    /// embeddings (image features included) and M-RoPE positions of the whole prompt are computed
+    /// here, once.
+    pub fn start_prefill(&self, batch: &Batch) -> Result<ChunkedPrefill> {
+        self.check_context(batch)?;
         let rope = self.rope_index(batch)?;
         let embeds = self.embed(batch)?;
         Ok(ChunkedPrefill {

@@ -313,16 +313,7 @@ fn image_bombs_and_truncated_images_are_refused_everywhere() {
         assert!(err.contains(want) && err.contains(name), "{name}: {err}");
     }
     // serve: both as data URLs get 400 with the reason.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_medr1"))
-        .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
-    let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut err, &mut Vec::new()));
+    let (child, addr, log) = crate::serve_cli::start_server(&model, &[]);
     for (img, mime, want) in [(&bomb, "image/png", "pixels"), (&cut, "image/jpeg", "truncated")] {
         use base64::Engine;
         let url = format!(
@@ -341,9 +332,7 @@ fn image_bombs_and_truncated_images_are_refused_everywhere() {
         let text = res.body_mut().read_to_string().unwrap();
         assert!(status == 400 && text.contains(want), "{mime}: {status} {text}");
     }
-    unsafe { kill(child.id() as i32, 15) };
-    assert!(child.wait().unwrap().success());
-    drop(drain.join());
+    crate::serve_cli::stop_server(child, log);
     // The limit is the global flag's: lowered to 100 pixels, even the small fixture is refused.
     let small = Command::new(env!("CARGO_BIN_EXE_medr1"))
         .args([
@@ -361,8 +350,4 @@ fn image_bombs_and_truncated_images_are_refused_everywhere() {
         .unwrap();
     let err = String::from_utf8_lossy(&small.stderr);
     assert!(!small.status.success() && err.contains("more than the limit of 100"), "{err}");
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }

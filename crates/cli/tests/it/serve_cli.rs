@@ -23,7 +23,7 @@ fn serve_answers_what_ask_answers_with_qwen2_5_vl() {
 
 /// Starts `medr1 serve` on a free port with `extra` flags; returns the child, its address and the
 /// thread draining its request log (so the server never blocks on a full pipe).
-fn start_server(
+pub(crate) fn start_server(
     model: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, String, std::thread::JoinHandle<Vec<String>>) {
@@ -67,7 +67,7 @@ fn memory_of(pid: u32) -> (u64, u64) {
 #[test]
 fn a_long_prompt_is_answered_in_bounded_memory_without_stalling_short_requests() {
     let model = repo().join("crates/vlm/tests/fixtures/qwen2vl-tiny/model");
-    let (mut child, addr, log) = start_server(&model, &["--max-prompt-tokens", "16384", "--prefill-chunk", "256"]);
+    let (child, addr, log) = start_server(&model, &["--max-prompt-tokens", "16384", "--prefill-chunk", "256"]);
     let endpoint = format!("http://{addr}/v1/chat/completions");
     let post = move |body: Value| -> (Value, std::time::Duration) {
         let t = std::time::Instant::now();
@@ -100,16 +100,14 @@ fn a_long_prompt_is_answered_in_bounded_memory_without_stalling_short_requests()
         small.len()
     );
     assert!(peak < 600 << 20, "peak resident memory {} MB", peak >> 20);
-    unsafe { libc_kill(child.id() as i32, 15) };
-    assert!(child.wait().unwrap().success());
-    drop(log.join());
+    stop_server(child, log);
 }
 
 fn serve_answers_what_ask_answers(fixture: &str) {
     let model = repo().join(format!("crates/vlm/tests/fixtures/{fixture}/model"));
     let image = repo().join("samples/real/Images/RealSamples/us_echo.png");
     let q = "Which organ is shown in this image?";
-    let (mut child, addr, log) = start_server(&model, &[]);
+    let (child, addr, log) = start_server(&model, &[]);
 
     for (temperature, seed) in [("0", "0"), ("1.0", "42")] {
         let ask = Command::new(env!("CARGO_BIN_EXE_medr1"))
@@ -149,12 +147,17 @@ fn serve_answers_what_ask_answers(fixture: &str) {
         assert_eq!(got["usage"]["prompt_tokens"], want["prompt_tokens"]);
     }
     // SIGTERM: a clean exit.
+    let lines = stop_server(child, log);
+    assert!(lines.iter().any(|l| l.starts_with("POST /v1/chat/completions 200")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+}
+
+/// SIGTERM, and the server's clean exit; returns its request log.
+pub(crate) fn stop_server(mut child: std::process::Child, log: std::thread::JoinHandle<Vec<String>>) -> Vec<String> {
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let lines = log.join().unwrap();
-    assert!(lines.iter().any(|l| l.starts_with("POST /v1/chat/completions 200")), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+    log.join().unwrap()
 }
 
 extern "C" {
