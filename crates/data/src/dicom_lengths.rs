@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn a_dicom_file_that_panics_its_decoder_is_an_error() {
         let bytes = fixture("fuzz/dicom_rle_panic.dcm");
-        let err = crate::dicom::decode(&bytes, "crash.dcm").err().expect("an error").to_string();
+        let Err(err) = crate::dicom::decode(&bytes, "crash.dcm") else { panic!("decoded a malformed file") };
+        let err = err.to_string();
         assert!(err.contains("crash.dcm"), "{err}");
     }
 
