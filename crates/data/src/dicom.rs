@@ -67,12 +67,20 @@ fn parse(bytes: &[u8], what: &str) -> Result<DefaultDicomObject> {
         bail!("{what}: not a DICOM file (no DICM marker at byte 128)");
     }
     // dicom-rs allocates each value's declared length before reading it: check them first.
-    if let crate::dicom_lengths::Lengths::Exceeds { tag, declared, left } = crate::dicom_lengths::check(bytes) {
-        bail!(
+    match crate::dicom_lengths::check(bytes) {
+        crate::dicom_lengths::Lengths::Exceeds { tag, declared, left } => bail!(
             "{what}: the DICOM file is truncated or corrupt: element ({:04X},{:04X}) declares {declared} bytes but only {left} follow",
             tag.0,
             tag.1
-        );
+        ),
+        // Read as explicit VR first, such a body made dicom-rs allocate ~1.2 GB of garbage lengths
+        // (8 s) before the implicit reading below succeeded.
+        crate::dicom_lengths::Lengths::FitImplicitBody => {
+            if let Some(obj) = parse_implicit_body(bytes) {
+                return Ok(obj);
+            }
+        }
+        crate::dicom_lengths::Lengths::Fit => {}
     }
     match OpenFileOptions::new().from_reader(&bytes[128..]) {
         Ok(obj) => Ok(obj),
