@@ -3,13 +3,9 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-/// medr1 turns a decoder's panic into an error (`catch_unwind`); libfuzzer-sys's panic hook would
-/// abort on it first, so the default hook comes back. A panic medr1 does not catch still unwinds
-/// into libfuzzer-sys, which reports it as a crash.
-fn keep_caught_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-}
+#[path = "caught_panics.rs"]
+mod caught_panics;
+use caught_panics::keep_caught_panics;
 
 fuzz_target!(|input: &[u8]| {
     // A small limit keeps each input cheap; the check comes from the header, before decoding.

@@ -29,20 +29,10 @@ enum AttentionMask {
 }
 
 impl AttentionMask {
-    /// The additive mask [B, n, T] of queries `from..from + n` (new-token positions). A large finite
-    /// negative (not -inf) keeps fully masked padding rows finite (no NaN in logits or gradients);
-    /// those rows are never read.
-    fn full(&self, from: usize, n: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
-        match self {
-            AttentionMask::Full(m) => m.narrow(1, from, n),
-            AttentionMask::Rows { key_mask, .. } => {
-                self.keys_visible(from, n, key_mask.first().map_or(0, |r| r.len()), device)
-            }
-        }
-    }
-
-    /// The mask of queries `from..from + n` over the first `keys` keys only (`Rows`: the keys a
-    /// causal block can see are the cache's and those up to its last query).
+    /// The additive mask [B, n, keys] of queries `from..from + n` (new-token positions) over the
+    /// first `keys` keys (a causal block sees the cache's and those up to its last query). A large
+    /// finite negative (not -inf) keeps fully masked padding rows finite (no NaN in logits or
+    /// gradients); those rows are never read.
     fn keys_visible(
         &self,
         from: usize,
@@ -334,7 +324,11 @@ impl TextModel {
         // time, so memory grows linearly with the prompt; otherwise one [B, L, T] mask.
         let blocked =
             !embeds.track_op() && self.recompute.is_none() && b * self.cfg.num_attention_heads * l * total * 4 > budget;
-        let mask = if blocked { rows } else { Arc::new(AttentionMask::Full(rows.full(0, l, embeds.device())?)) };
+        let mask = if blocked {
+            rows
+        } else {
+            Arc::new(AttentionMask::Full(rows.keys_visible(0, l, total, embeds.device())?))
+        };
         let cos = cos.to_dtype(DType::F32)?;
         let sin = sin.to_dtype(DType::F32)?;
         let mut x = embeds.clone();
