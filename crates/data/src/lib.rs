@@ -14,7 +14,6 @@ pub mod by_domain;
 pub mod contact_sheet;
 pub mod dataset;
 pub mod dicom;
-pub mod dicom_lengths;
 pub mod image;
 pub mod medr1_split;
 pub mod omnimedvqa;

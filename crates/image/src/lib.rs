@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod jpeg;
+pub mod jpeg_extended;
 pub mod limits;
 pub mod resample;
 pub mod rgb;

@@ -4,3 +4,4 @@ mod dicom;
 mod phantoms;
 mod readers;
 mod splits;
+mod dicom_codecs;
