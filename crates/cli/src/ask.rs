@@ -15,9 +15,16 @@ pub struct AskArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Image file: PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM (windowed as a viewer shows it;
-    /// the middle frame of a multi-frame file).
+    /// the middle frame of a multi-frame file), or a folder holding one DICOM series (its
+    /// slices ordered along the slice normal; the middle one unless --slice or --slices says).
     #[arg(long)]
     pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub view: crate::view::ViewArgs,
+    /// Give the model K evenly spaced frames of a multi-frame file or slices of a series (first
+    /// to last) as K images in one prompt.
+    #[arg(long, value_name = "K")]
+    pub slices: Option<usize>,
     /// The question, sent after the image in the user turn.
     #[arg(long)]
     pub question: String,
@@ -58,8 +65,13 @@ pub fn run(a: AskArgs) -> Result<()> {
     let mut content = Vec::new();
     let mut images = Vec::new();
     if let Some(p) = &a.image {
-        images.push(data::image::open(p)?);
-        content.push(json!({"type": "image", "image": p.display().to_string()}));
+        let opts = data::image::ImageOptions { slices: a.slices, ..a.view.options() };
+        for img in data::image::open_with(p, &opts)? {
+            images.push(img);
+            content.push(json!({"type": "image", "image": p.display().to_string()}));
+        }
+    } else if a.slices.is_some() || a.view.frame.is_some() || a.view.window.is_some() {
+        bail!("--window, --frame and --slices need an --image");
     }
     content.push(json!({"type": "text", "text": a.question}));
     let mut messages = Vec::new();
@@ -101,6 +113,7 @@ pub fn run(a: AskArgs) -> Result<()> {
             "logprobs": g.logprobs,
             "stopped_at_eos": g.stopped,
             "prompt_tokens": prompt_tokens,
+            "images": images.len(),
             "completion_tokens": g.tokens.len(),
             "timing": {"load_seconds": load_s, "generate_seconds": gen_s,
                        "tokens_per_second": g.tokens.len() as f64 / gen_s.max(1e-9)},

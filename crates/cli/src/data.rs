@@ -27,6 +27,9 @@ pub enum DataCommand {
     Stats(StatsArgs),
     /// Draw a contact sheet of sample images with their questions.
     Show(ShowArgs),
+    /// Inspect a DICOM file or series folder: the attributes that decide its display (never
+    /// identifying ones), the image the model sees (--png), the decoded values (--safetensors).
+    Dicom(crate::data_dicom::DicomArgs),
 }
 
 #[derive(Args)]
@@ -97,6 +100,8 @@ pub struct ShowArgs {
     /// OmniMedVQA root for split files' relative image paths.
     #[arg(long)]
     pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub view: crate::view::ViewArgs,
 }
 
 pub fn run(a: DataArgs) -> Result<()> {
@@ -105,6 +110,7 @@ pub fn run(a: DataArgs) -> Result<()> {
         DataCommand::Split(a) => split(a),
         DataCommand::Stats(a) => stats(a),
         DataCommand::Show(a) => show(a),
+        DataCommand::Dicom(a) => crate::data_dicom::run(a),
     }
 }
 
@@ -190,7 +196,7 @@ fn show(a: ShowArgs) -> Result<()> {
     }
     let picked = contact_sheet::pick_samples(&ds.records, a.n);
     let sheet =
-        contact_sheet::render(&picked, &SheetOptions { tile: a.tile, columns: a.columns, ..Default::default() })?;
+        contact_sheet::render(&picked, &SheetOptions { tile: a.tile, columns: a.columns, view: a.view.options(), ..Default::default() })?;
     sheet.save(&a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
     println!("{} records -> {} ({}x{})", picked.len(), a.out.display(), sheet.width(), sheet.height());
     Ok(())

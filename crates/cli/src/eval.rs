@@ -57,6 +57,8 @@ pub struct EvalArgs {
     /// Resize every image to WxH first (PIL bicubic), as Med-R1 does with 384x384.
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub resize: Option<(u32, u32)>,
+    #[command(flatten)]
+    pub view: crate::view::ViewArgs,
     /// Weights' precision: f32 (the reference), bf16, or int8 (linear layers and the embedding
     /// quantized per output channel as they load, or read as `medr1 quantize` stored them).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
@@ -184,7 +186,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let o = RunOptions {
         variant: a.prompt,
         out: a.out.clone(),
-        resize: a.resize,
+        image: eval::prompt::ImagePrep { resize: a.resize, view: a.view.options() },
         limit: a.limit,
         data: a.data.display().to_string(),
         train_domain: a.train_domain.clone(),

@@ -4,6 +4,7 @@ mod ask;
 mod bench;
 mod bench_grpo_shape;
 mod data;
+mod data_dicom;
 mod dump;
 mod eval;
 mod lenient;
@@ -12,6 +13,7 @@ mod protocol;
 mod quantize;
 mod serve;
 mod train;
+mod view;
 
 use clap::{Parser, Subcommand};
 

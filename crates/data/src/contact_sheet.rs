@@ -14,11 +14,13 @@ pub struct SheetOptions {
     /// Most caption lines under each image (the sheet uses as many as its longest caption needs,
     /// up to this).
     pub caption_lines: usize,
+    /// How DICOM images are shown (window, frame).
+    pub view: crate::image::ImageOptions,
 }
 
 impl Default for SheetOptions {
     fn default() -> Self {
-        SheetOptions { tile: 176, columns: 5, caption_lines: 16 }
+        SheetOptions { tile: 176, columns: 5, caption_lines: 16, view: Default::default() }
     }
 }
 
@@ -130,7 +132,8 @@ pub fn render(records: &[&Record], opts: &SheetOptions) -> Result<RgbImage> {
     let mut sheet = RgbImage::from_pixel(cols as u32 * tile_w, rows as u32 * tile_h, Rgb([255, 255, 255]));
     for (k, r) in records.iter().enumerate() {
         let (x0, y0) = ((k % cols) as u32 * tile_w + PAD, (k / cols) as u32 * tile_h + PAD);
-        match crate::image::open(&r.image_path) {
+        let view = crate::image::ImageOptions { slices: None, ..opts.view };
+        match crate::image::open_with(&r.image_path, &view).map(|mut v| v.swap_remove(0)) {
             Ok(img) => {
                 let buf = RgbImage::from_raw(img.width as u32, img.height as u32, img.data).expect("RGB buffer size");
                 let scale = opts.tile as f32 / img.width.max(img.height) as f32;

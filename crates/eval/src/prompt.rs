@@ -9,10 +9,25 @@ use serde_json::json;
 use vlm::image_processor::RgbImage;
 use vlm::prompt::{Processor, Prompt};
 
-/// The record's image, decoded (PNG, JPEG, DICOM, ...) and resized to `resize` if given.
-pub fn record_image(r: &Record, resize: Option<(u32, u32)>) -> Result<RgbImage> {
-    let mut img = data::image::open(&r.image_path)?;
-    if let Some((w, h)) = resize {
+/// How a record's image is prepared: DICOM shown through `view` (window, frame), then resized
+/// to `resize` if given.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ImagePrep {
+    pub resize: Option<(u32, u32)>,
+    pub view: data::image::ImageOptions,
+}
+
+impl From<Option<(u32, u32)>> for ImagePrep {
+    fn from(resize: Option<(u32, u32)>) -> Self {
+        ImagePrep { resize, ..Default::default() }
+    }
+}
+
+/// The record's image, decoded (PNG, JPEG, DICOM, a series folder, ...) and resized if asked.
+pub fn record_image(r: &Record, prep: ImagePrep) -> Result<RgbImage> {
+    let view = data::image::ImageOptions { slices: None, ..prep.view };
+    let mut img = data::image::open_with(&r.image_path, &view)?.swap_remove(0);
+    if let Some((w, h)) = prep.resize {
         let data = imaging::resample::resize_bicubic(&img.data, img.width, img.height, 3, w as usize, h as usize);
         img = RgbImage { width: w as usize, height: h as usize, data };
     }
@@ -29,8 +44,8 @@ pub fn record_prompt(
     processor: &Processor,
     r: &Record,
     variant: PromptVariant,
-    resize: Option<(u32, u32)>,
+    prep: ImagePrep,
 ) -> Result<Prompt> {
-    let img = record_image(r, resize)?;
+    let img = record_image(r, prep)?;
     Ok(processor.prompt_with_images(&user_messages(&variant.for_record(r)), &[img])?)
 }

@@ -5,7 +5,7 @@
 use crate::backend::{Answer, Backend, Item};
 use crate::extract::{lenient_answer, med_r1_answer};
 use crate::prediction::{self, Prediction};
-use crate::prompt::record_image;
+use crate::prompt::{record_image, ImagePrep};
 use crate::summary::Summary;
 use anyhow::{bail, Result};
 use data::prompts::PromptVariant;
@@ -63,13 +63,13 @@ pub fn score_chunk(
     backend: &dyn Backend,
     records: &[&Record],
     variant: PromptVariant,
-    resize: Option<(u32, u32)>,
+    prep: ImagePrep,
 ) -> Vec<Prediction> {
     let t0 = Instant::now();
     let mut items = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
     for r in records {
-        match record_image(r, resize) {
+        match record_image(r, prep) {
             Ok(image) => {
                 slots.push(Ok(items.len()));
                 items.push(Item { text: variant.for_record(r), image, options: r.options.len() });
@@ -100,16 +100,17 @@ pub fn evaluate(
     backend: &dyn Backend,
     records: &[Record],
     variant: PromptVariant,
-    resize: Option<(u32, u32)>,
+    prep: ImagePrep,
 ) -> Vec<Prediction> {
     let refs: Vec<&Record> = records.iter().collect();
-    refs.chunks(backend.chunk_size()).flat_map(|c| score_chunk(backend, c, variant, resize)).collect()
+    refs.chunks(backend.chunk_size()).flat_map(|c| score_chunk(backend, c, variant, prep)).collect()
 }
 
 pub struct RunOptions {
     pub variant: PromptVariant,
     pub out: PathBuf,
-    pub resize: Option<(u32, u32)>,
+    /// Resize and DICOM view of every record's image.
+    pub image: ImagePrep,
     /// Only the first N records of the data (applied before resuming, so reruns agree).
     pub limit: Option<usize>,
     /// The data path, for the summary.
@@ -170,7 +171,7 @@ pub fn run(
     }
     on(&pr);
     for chunk in todo.chunks(backend.chunk_size()) {
-        let preds = score_chunk(backend, chunk, o.variant, o.resize);
+        let preds = score_chunk(backend, chunk, o.variant, o.image);
         prediction::append(&pred_path, &preds)?;
         for p in &preds {
             pr.done += 1;

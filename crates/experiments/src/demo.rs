@@ -98,7 +98,7 @@ pub fn write_random_checkpoint(dir: &Path, cfg: &Value, std: f64, seed: u64) -> 
 /// Greedy held-out accuracy with Med-R1's answer rule (16 new tokens: a No-Think answer is ~8).
 fn held_out(ck: &Checkpoint, test: &[Record], prompt: PromptVariant) -> Summary {
     let backend = Local { checkpoint: ck, name: "demo".into(), batch_size: 32, max_new_tokens: 16 };
-    Summary::from_predictions(&eval::run::evaluate(&backend, test, prompt, None))
+    Summary::from_predictions(&eval::run::evaluate(&backend, test, prompt, None.into()))
 }
 
 fn summary_json(s: &Summary) -> Value {

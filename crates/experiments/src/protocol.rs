@@ -102,10 +102,7 @@ pub fn run_protocol(
             })
         })
         .collect::<Result<_>>()?;
-    let resize = match o.train.image_resize.as_slice() {
-        [w, h] => Some((*w, *h)),
-        _ => None,
-    };
+    let image = o.train.image_prep()?;
     // Tests one checkpoint on every domain's test part into OUT/eval/<folder>.
     let test_model = |model_dir: &Path, row: &str, on: &mut dyn FnMut(ProtocolEvent)| -> Result<PathBuf> {
         let ck = Checkpoint::open(model_dir, DType::F32)?;
@@ -119,7 +116,7 @@ pub fn run_protocol(
         let ro = RunOptions {
             variant: o.train.prompt,
             out: eval_dir.clone(),
-            resize,
+            image,
             limit: None,
             data: "protocol test sets".into(),
             train_domain: Some(row.to_string()),

@@ -95,6 +95,11 @@ pub struct TrainConfig {
     pub max_pixels: usize,
     /// Resize every image to [width, height] first (Med-R1: [384, 384]); empty = no.
     pub image_resize: Vec<u32>,
+    /// DICOM window replacing the file's: a CT preset (lung, mediastinum, bone, brain, abdomen,
+    /// liver, soft-tissue) or "C,W"; empty = the file's own window.
+    pub window: String,
+    /// Frame of multi-frame DICOM files / slice of series folders (0-based); absent = the middle.
+    pub dicom_frame: Option<usize>,
 
     // Bookkeeping.
     pub seed: u64,
@@ -151,6 +156,8 @@ impl Default for TrainConfig {
             lora_base_dtype: vlm::precision::Precision::F32,
             max_pixels: 401_408,
             image_resize: vec![],
+            window: String::new(),
+            dicom_frame: None,
             seed: 42,
             sample_every: 10,
             save_every: 0,
@@ -233,7 +240,17 @@ impl TrainConfig {
             "image_resize is [width, height] or empty"
         );
         anyhow::ensure!(self.num_iterations >= 1, "num_iterations must be at least 1");
+        self.image_prep().context("window")?;
         Ok(())
+    }
+
+    /// How every record's image is prepared (resize, DICOM window and frame).
+    pub fn image_prep(&self) -> Result<eval::prompt::ImagePrep> {
+        let window = if self.window.trim().is_empty() { None } else { Some(data::dicom::Window::parse(&self.window)?) };
+        Ok(eval::prompt::ImagePrep {
+            resize: (self.image_resize.len() == 2).then(|| (self.image_resize[0], self.image_resize[1])),
+            view: data::image::ImageOptions { window, frame: self.dicom_frame, slices: None },
+        })
     }
 
     pub fn to_toml(&self) -> String {

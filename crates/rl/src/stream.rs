@@ -26,7 +26,7 @@ pub fn next_prompts(
     records: &[Record],
     processor: &Processor,
     variant: PromptVariant,
-    resize: Option<(u32, u32)>,
+    prep: eval::prompt::ImagePrep,
     seed: u64,
     cursor: &mut usize,
     n: usize,
@@ -45,7 +45,7 @@ pub fn next_prompts(
         }
         let i = order.as_ref().unwrap().1[*cursor % records.len()];
         *cursor += 1;
-        match record_prompt(processor, &records[i], variant, resize) {
+        match record_prompt(processor, &records[i], variant, prep) {
             Ok(p) => {
                 out.push((i, p));
                 tries = 0;

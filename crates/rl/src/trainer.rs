@@ -35,10 +35,6 @@ pub fn total_steps(cfg: &TrainConfig, n: usize) -> usize {
     }
 }
 
-fn resize(cfg: &TrainConfig) -> Option<(u32, u32)> {
-    (cfg.image_resize.len() == 2).then(|| (cfg.image_resize[0], cfg.image_resize[1]))
-}
-
 fn append_line(path: &Path, m: &StepMetrics) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -57,7 +53,7 @@ fn next_batch(
     state: &mut TrainerState,
 ) -> Result<Vec<(usize, vlm::prompt::Prompt)>> {
     let (batch, problems) =
-        next_prompts(records, processor, cfg.prompt, resize(cfg), cfg.seed, &mut state.cursor, cfg.prompts_per_step);
+        next_prompts(records, processor, cfg.prompt, cfg.image_prep()?, cfg.seed, &mut state.cursor, cfg.prompts_per_step);
     for p in &problems {
         eprintln!("{p}");
     }

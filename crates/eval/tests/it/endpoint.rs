@@ -43,7 +43,7 @@ fn opts(out: &std::path::Path) -> RunOptions {
     RunOptions {
         variant: PromptVariant::NoThink,
         out: out.to_path_buf(),
-        resize: None,
+        image: Default::default(),
         limit: None,
         data: "phantoms".into(),
         train_domain: None,

@@ -16,7 +16,7 @@ fn opts(out: &std::path::Path, limit: Option<usize>) -> RunOptions {
     RunOptions {
         variant: PromptVariant::NoThink,
         out: out.to_path_buf(),
-        resize: None,
+        image: Default::default(),
         limit,
         data: "phantoms".into(),
         train_domain: Some("CT".into()),

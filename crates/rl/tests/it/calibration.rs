@@ -27,7 +27,7 @@ fn local_scoring_records_letter_probabilities_and_calibration() {
     rl::trainer::train_sft(common::ck(), &recs, &cfg, false, &mut |_| true).unwrap();
     let ck = Checkpoint::open(out.path(), DType::F32).unwrap();
     let backend = Local { checkpoint: &ck, name: "sft".into(), batch_size: 8, max_new_tokens: 8 };
-    let preds = eval::run::evaluate(&backend, &recs, PromptVariant::NoThink, None);
+    let preds = eval::run::evaluate(&backend, &recs, PromptVariant::NoThink, None.into());
     let with: Vec<_> = preds.iter().filter(|p| p.confidence.is_some()).collect();
     assert!(
         with.len() * 2 > preds.len(),
