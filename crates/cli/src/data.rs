@@ -195,8 +195,10 @@ fn show(a: ShowArgs) -> Result<()> {
         bail!("{}: no usable records to show ({} problems)", a.path.display(), ds.problems.len());
     }
     let picked = contact_sheet::pick_samples(&ds.records, a.n);
-    let sheet =
-        contact_sheet::render(&picked, &SheetOptions { tile: a.tile, columns: a.columns, view: a.view.options(), ..Default::default() })?;
+    let sheet = contact_sheet::render(
+        &picked,
+        &SheetOptions { tile: a.tile, columns: a.columns, view: a.view.options(), ..Default::default() },
+    )?;
     sheet.save(&a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
     println!("{} records -> {} ({}x{})", picked.len(), a.out.display(), sheet.width(), sheet.height());
     Ok(())

@@ -71,9 +71,9 @@ pub fn run(a: DicomArgs) -> Result<()> {
     if let Some(out) = &a.safetensors {
         write_safetensors(out, &files, &shown, series.is_some(), &read)?;
     }
-    let series_json = series.as_ref().map(|s| {
-        json!({"slices": s.slices.len(), "ordered_by": s.ordered_by, "skipped_files": s.skipped.len()})
-    });
+    let series_json = series
+        .as_ref()
+        .map(|s| json!({"slices": s.slices.len(), "ordered_by": s.ordered_by, "skipped_files": s.skipped.len()}));
     if a.json {
         let out = json!({
             "path": a.path.display().to_string(),
@@ -107,7 +107,11 @@ fn print_text(
             "series: {} slices ordered by {}{}",
             s.slices.len(),
             s.ordered_by,
-            if s.skipped.is_empty() { String::new() } else { format!(" ({} non-DICOM files skipped)", s.skipped.len()) }
+            if s.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} non-DICOM files skipped)", s.skipped.len())
+            }
         );
         println!("showing slice {frame}: {}", s.slices[frame].display());
     } else if px.frames > 1 {

@@ -40,12 +40,7 @@ pub fn user_messages(text: &str) -> serde_json::Value {
 }
 
 /// The model-ready prompt for a record.
-pub fn record_prompt(
-    processor: &Processor,
-    r: &Record,
-    variant: PromptVariant,
-    prep: ImagePrep,
-) -> Result<Prompt> {
+pub fn record_prompt(processor: &Processor, r: &Record, variant: PromptVariant, prep: ImagePrep) -> Result<Prompt> {
     let img = record_image(r, prep)?;
     Ok(processor.prompt_with_images(&user_messages(&variant.for_record(r)), &[img])?)
 }

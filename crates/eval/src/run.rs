@@ -96,12 +96,7 @@ pub fn score_chunk(
 }
 
 /// Scores records in memory (no files): what the demo and the protocol use between trainings.
-pub fn evaluate(
-    backend: &dyn Backend,
-    records: &[Record],
-    variant: PromptVariant,
-    prep: ImagePrep,
-) -> Vec<Prediction> {
+pub fn evaluate(backend: &dyn Backend, records: &[Record], variant: PromptVariant, prep: ImagePrep) -> Vec<Prediction> {
     let refs: Vec<&Record> = records.iter().collect();
     refs.chunks(backend.chunk_size()).flat_map(|c| score_chunk(backend, c, variant, prep)).collect()
 }

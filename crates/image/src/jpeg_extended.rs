@@ -260,15 +260,29 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<Decoded> {
                 let ns = seg[0] as usize;
                 let mut scan = Vec::new();
                 for s in seg.get(1..1 + 2 * ns).ok_or_else(|| bad("short scan header"))?.chunks_exact(2) {
-                    let k = comps.iter().position(|c| c.id == s[0]).ok_or_else(|| bad("scan names an unknown component"))?;
+                    let k = comps
+                        .iter()
+                        .position(|c| c.id == s[0])
+                        .ok_or_else(|| bad("scan names an unknown component"))?;
                     comps[k].dc = (s[1] >> 4) as usize & 3;
                     comps[k].ac = (s[1] & 15) as usize & 3;
                     comps[k].pred = 0;
                     scan.push(k);
                 }
                 p = decode_scan(
-                    bytes, p, &mut comps, &scan, &dc_tables, &ac_tables, &qt, width, height, precision,
-                    restart_interval, &mut planes, what,
+                    bytes,
+                    p,
+                    &mut comps,
+                    &scan,
+                    &dc_tables,
+                    &ac_tables,
+                    &qt,
+                    width,
+                    height,
+                    precision,
+                    restart_interval,
+                    &mut planes,
+                    what,
                 )?;
             }
             _ => {}

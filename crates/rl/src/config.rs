@@ -274,6 +274,20 @@ mod tests {
     }
 
     #[test]
+    fn dicom_window_and_frame_settings() {
+        let c = TrainConfig::load(None, &["window=lung".into(), "dicom_frame=2".into(), "image_resize=[8, 8]".into()])
+            .unwrap();
+        let prep = c.image_prep().unwrap();
+        assert_eq!(prep.view.window, Some(data::dicom::Window::linear(-600.0, 1500.0)));
+        assert_eq!((prep.view.frame, prep.resize), (Some(2), Some((8, 8))));
+        assert_eq!(TrainConfig::default().image_prep().unwrap().view, data::image::ImageOptions::default());
+        let custom = TrainConfig::load(None, &["window=\"40,400\"".into()]).unwrap();
+        assert_eq!(custom.image_prep().unwrap().view.window, Some(data::dicom::Window::linear(40.0, 400.0)));
+        let err = format!("{:#}", TrainConfig::load(None, &["window=lungs".into()]).unwrap_err());
+        assert!(err.contains("window") && err.contains("lungs"), "{err}");
+    }
+
+    #[test]
     fn defaults_are_med_r1s_and_overrides_apply() {
         let c = TrainConfig::default();
         assert_eq!(

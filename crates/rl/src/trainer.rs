@@ -52,8 +52,15 @@ fn next_batch(
     cfg: &TrainConfig,
     state: &mut TrainerState,
 ) -> Result<Vec<(usize, vlm::prompt::Prompt)>> {
-    let (batch, problems) =
-        next_prompts(records, processor, cfg.prompt, cfg.image_prep()?, cfg.seed, &mut state.cursor, cfg.prompts_per_step);
+    let (batch, problems) = next_prompts(
+        records,
+        processor,
+        cfg.prompt,
+        cfg.image_prep()?,
+        cfg.seed,
+        &mut state.cursor,
+        cfg.prompts_per_step,
+    );
     for p in &problems {
         eprintln!("{p}");
     }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod data_cli;
+mod dicom_cli;
 mod eval_cli;
 mod layout;
 mod precision_demo;

@@ -26,7 +26,8 @@ impl Lut {
 
     /// A (LUT Descriptor, LUT Data) pair of a Modality or VOI LUT Sequence item.
     fn read(item: &InMemDicomObject, what: &str, seq: &str) -> Result<Lut> {
-        let d = ints(item, tags::LUT_DESCRIPTOR).ok_or_else(|| anyhow!("{what}: {seq} item without a LUT Descriptor"))?;
+        let d =
+            ints(item, tags::LUT_DESCRIPTOR).ok_or_else(|| anyhow!("{what}: {seq} item without a LUT Descriptor"))?;
         if d.len() != 3 {
             bail!("{what}: {seq} LUT Descriptor has {} values, 3 expected", d.len());
         }
@@ -155,7 +156,14 @@ impl Palette {
     }
 }
 
-fn channel(obj: &InMemDicomObject, what: &str, name: &str, desc: Tag, data: Tag, segmented: Tag) -> Result<(i32, Vec<u8>)> {
+fn channel(
+    obj: &InMemDicomObject,
+    what: &str,
+    name: &str,
+    desc: Tag,
+    data: Tag,
+    segmented: Tag,
+) -> Result<(i32, Vec<u8>)> {
     let d = ints(obj, desc).ok_or_else(|| anyhow!("{what}: PALETTE COLOR without a {name} palette descriptor"))?;
     if d.len() != 3 {
         bail!("{what}: {name} palette descriptor has {} values, 3 expected", d.len());
@@ -177,7 +185,8 @@ fn channel(obj: &InMemDicomObject, what: &str, name: &str, desc: Tag, data: Tag,
     if words.len() < entries {
         bail!("{what}: {name} palette holds {} entries, the descriptor says {entries}", words.len());
     }
-    let table = words.iter().take(entries).map(|&w| if bits <= 8 { w as u8 } else { (w >> (bits - 8)) as u8 }).collect();
+    let table =
+        words.iter().take(entries).map(|&w| if bits <= 8 { w as u8 } else { (w >> (bits - 8)) as u8 }).collect();
     Ok((d[1] as i32, table))
 }
 

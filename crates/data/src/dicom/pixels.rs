@@ -166,7 +166,10 @@ fn read_stored_unguarded(bytes: &[u8], what: &str) -> Result<StoredPixels> {
             // pixel, not three.
             let need = rows * columns * 2 * frames;
             if values.len() < need {
-                bail!("{what}: YBR_FULL_422 pixel data holds {} samples, {rows}x{columns}x2x{frames} expected", values.len());
+                bail!(
+                    "{what}: YBR_FULL_422 pixel data holds {} samples, {rows}x{columns}x2x{frames} expected",
+                    values.len()
+                );
             }
             values = expand_ybr422(&values[..need]);
         } else if planar {
@@ -256,7 +259,8 @@ fn expand_ybr422(values: &[i32]) -> Vec<i32> {
 pub fn ybr_full_to_rgb(values: &mut [i32], bits: u16) {
     let half = (1u32 << (bits - 1)) as f32;
     let top = ((1u32 << bits) - 1) as f32;
-    let (g_cb, g_cr) = ((-0.114f32 * 1.772 / 0.587) as f32, (-0.299f32 * 1.402 / 0.587) as f32);
+    // numpy builds the matrix from Python floats (f64), then stores it as float32.
+    let (g_cb, g_cr) = ((-0.114f64 * 1.772 / 0.587) as f32, (-0.299f64 * 1.402 / 0.587) as f32);
     for p in values.chunks_exact_mut(3) {
         let (y, cb, cr) = (p[0] as f32, p[1] as f32 - half, p[2] as f32 - half);
         let c = |v: f32| ((v + 0.5).floor()).clamp(0.0, top) as i32;
