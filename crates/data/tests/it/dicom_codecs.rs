@@ -91,3 +91,20 @@ fn every_codec_file_decodes_as_pydicom_did() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// HTJ2K (fixtures/dicom-htj2k, written by its make_htj2k.py with OpenJPH through imagecodecs):
+/// lossless, so the decoded values are exactly the pixels encoded.
+#[test]
+fn htj2k_decodes_losslessly() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom-htj2k");
+    let bytes = std::fs::read(dir.join("htj2k_reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for name in ["MR_small_htj2k", "RGB_htj2k"] {
+        let px = dicom::read_stored(&std::fs::read(dir.join(format!("{name}.dcm"))).unwrap(), name).unwrap();
+        assert_eq!(px.tags.transfer_syntax_uid, "1.2.840.10008.1.2.4.201", "{name}");
+        let (shape, want) = tensor_values(&st, &format!("{name}.pixels"));
+        assert_eq!(px.pixel_array_shape(), shape, "{name}");
+        let got: Vec<f64> = px.values.iter().map(|&v| v as f64).collect();
+        assert!(got == want, "{name}: values differ from the pixels encoded");
+    }
+}
