@@ -181,7 +181,7 @@ pub fn read_file(file: &Path, opts: &ReadOptions) -> Dataset {
             ));
             continue;
         }
-        if check && !image_path.is_file() {
+        if check && !crate::paths::image_exists(&image_path) {
             ds.problems.push(Problem::new(
                 ProblemKind::MissingImage,
                 file,

@@ -153,7 +153,7 @@ fn parse_record(
             format!("image path `{image}` leaves the dataset root {}", root.display()),
         ));
     }
-    if opts.check_images && !image_path.is_file() {
+    if opts.check_images && !crate::paths::image_exists(&image_path) {
         return Err(Problem::new(
             ProblemKind::MissingImage,
             file,

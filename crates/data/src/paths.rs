@@ -16,6 +16,11 @@ pub fn text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, &'sta
     }
 }
 
+/// Whether a record's image is there: a file, or a folder (one DICOM series).
+pub fn image_exists(p: &Path) -> bool {
+    p.is_file() || p.is_dir()
+}
+
 /// `..` and `.` resolved without touching the file system.
 fn normalise(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
