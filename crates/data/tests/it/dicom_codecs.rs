@@ -83,6 +83,18 @@ fn every_codec_file_decodes_as_pydicom_did() {
             ("RescaleSlope", Value::from(t.rescale_slope)),
             ("RescaleIntercept", Value::from(t.rescale_intercept)),
         ];
+        // pydicom's str() of the window: "None", "40", or "[40, 50]" for several.
+        for (key, got) in [("WindowCenter", &t.window_center), ("WindowWidth", &t.window_width)] {
+            let text = tags[key].as_str().unwrap();
+            let want: Vec<f64> = if text == "None" {
+                vec![]
+            } else {
+                text.trim_matches(['[', ']']).split(',').map(|v| v.trim().trim_matches('\'').parse().unwrap()).collect()
+            };
+            if *got != want {
+                failures.push(format!("{file}: {key} {got:?}, pydicom {text}"));
+            }
+        }
         for (key, got) in checks {
             if tags[key] != got {
                 failures.push(format!("{file}: {key} {got}, pydicom {}", tags[key]));
