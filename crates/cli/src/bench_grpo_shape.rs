@@ -119,6 +119,7 @@ pub fn run(b: &ShapeBench) -> Result<Value> {
         epsilon_low: 0.2,
         epsilon_high: 0.2,
         max_completion_length: b.completion_length,
+        ..Default::default()
     };
     let ucfg = UpdateConfig {
         loss: &loss,

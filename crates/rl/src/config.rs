@@ -2,7 +2,7 @@
 //! on the command line with `--set key=value`. `medr1 train --print-config` prints them all.
 
 use crate::advantages::ScaleRewards;
-use crate::loss::LossType;
+use crate::loss::{ImportanceSamplingLevel, LossConfig, LossType};
 use crate::optim::Schedule;
 use anyhow::{Context, Result};
 use data::prompts::PromptVariant;
@@ -35,10 +35,34 @@ pub struct TrainConfig {
     // Loss.
     /// KL coefficient; 0 loads no reference model.
     pub beta: f64,
-    /// grpo (Med-R1), bnpo, dapo, dr_grpo.
+    /// grpo (Med-R1), bnpo, dapo, dr_grpo, cispo, sapo, luspo, vespo (see `rl::loss`).
     pub loss_type: LossType,
     pub epsilon_low: f64,
+    /// Upper clip; for cispo the cap on the ratio (ScaleRL: 5.0).
     pub epsilon_high: f64,
+    /// token (PPO, GRPO) or sequence (GSPO, Zheng et al. 2025; its paper's eps 3e-4 / 4e-4).
+    pub importance_sampling_level: ImportanceSamplingLevel,
+    /// Two-sided clipping (INTELLECT-2): the ratio capped at delta before PPO's min; absent = off.
+    pub delta: Option<f64>,
+    /// Multiply the per-token KL by the ratio. TRL 1.16 defaults to true; false is the TRL
+    /// Med-R1 trained with (same loss on-policy, another gradient when beta != 0).
+    pub use_bias_correction_kl: bool,
+    /// DeepSeek-V3.2's off-policy sequence mask: drop sequences with A < 0 whose mean drift from
+    /// the sampler exceeds this; absent = off.
+    pub off_policy_mask_threshold: Option<f64>,
+    /// Only the top rho entropy tokens keep their policy term ("Beyond the 80/20 rule", Wang et
+    /// al. 2025: 0.2); 1 = all.
+    pub top_entropy_quantile: f64,
+    /// SAPO's gate temperatures for A > 0 and A <= 0 (Qwen 2025).
+    pub sapo_temperature_pos: f64,
+    pub sapo_temperature_neg: f64,
+    /// VESPO's gamma weight (k, lambda) for A >= 0 and A < 0.
+    pub vespo_k_pos: f64,
+    pub vespo_lambda_pos: f64,
+    pub vespo_k_neg: f64,
+    pub vespo_lambda_neg: f64,
+    /// Entropy bonus: minus this times the mean token entropy (0 = off).
+    pub entropy_coef: f64,
     /// Optimizer updates per rollout (mu).
     pub num_iterations: usize,
     /// group (Med-R1), batch, none.
@@ -127,6 +151,18 @@ impl Default for TrainConfig {
             epsilon_low: 0.2,
             epsilon_high: 0.2,
             num_iterations: 1,
+            importance_sampling_level: ImportanceSamplingLevel::Token,
+            delta: None,
+            use_bias_correction_kl: false,
+            off_policy_mask_threshold: None,
+            top_entropy_quantile: 1.0,
+            sapo_temperature_pos: 1.0,
+            sapo_temperature_neg: 1.05,
+            vespo_k_pos: 2.0,
+            vespo_lambda_pos: 3.0,
+            vespo_k_neg: 3.0,
+            vespo_lambda_neg: 2.0,
+            entropy_coef: 0.0,
             scale_rewards: ScaleRewards::Group,
             drop_zero_std_groups: false,
             mask_truncated_completions: false,
@@ -241,7 +277,39 @@ impl TrainConfig {
         );
         anyhow::ensure!(self.num_iterations >= 1, "num_iterations must be at least 1");
         self.image_prep().context("window")?;
+        anyhow::ensure!(
+            self.top_entropy_quantile > 0.0 && self.top_entropy_quantile <= 1.0,
+            "top_entropy_quantile must be in (0, 1]"
+        );
+        anyhow::ensure!(self.delta.is_none_or(|d| d > 1.0), "delta must be above 1 (it caps the ratio from above)");
+        anyhow::ensure!(
+            self.sapo_temperature_pos > 0.0 && self.sapo_temperature_neg > 0.0,
+            "sapo_temperature_pos and sapo_temperature_neg must be positive"
+        );
         Ok(())
+    }
+
+    /// The loss's settings.
+    pub fn loss_config(&self) -> LossConfig {
+        LossConfig {
+            loss_type: self.loss_type,
+            beta: self.beta,
+            epsilon_low: self.epsilon_low,
+            epsilon_high: self.epsilon_high,
+            max_completion_length: self.max_completion_length,
+            importance_sampling_level: self.importance_sampling_level,
+            delta: self.delta,
+            use_bias_correction_kl: self.use_bias_correction_kl,
+            off_policy_mask_threshold: self.off_policy_mask_threshold,
+            top_entropy_quantile: self.top_entropy_quantile,
+            sapo_temperature_pos: self.sapo_temperature_pos,
+            sapo_temperature_neg: self.sapo_temperature_neg,
+            vespo_k_pos: self.vespo_k_pos,
+            vespo_lambda_pos: self.vespo_lambda_pos,
+            vespo_k_neg: self.vespo_k_neg,
+            vespo_lambda_neg: self.vespo_lambda_neg,
+            entropy_coef: self.entropy_coef,
+        }
     }
 
     /// How every record's image is prepared (resize, DICOM window and frame).

@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use serde::Serialize;
-use vlm::logprob::completion_logprobs;
+use vlm::logprob::{completion_logprobs, completion_logprobs_opts};
 use vlm::model::Qwen2Vl;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -153,9 +153,9 @@ pub fn update(
         let mut any_kl = false;
         for (k, (b, m, a)) in parts.iter().enumerate() {
             policy.set_dropout_seed(opt.step, k);
-            let lp = completion_logprobs(&policy.model, b, m)?;
+            let lp = completion_logprobs_opts(&policy.model, b, m, cfg.loss.entropy_coef != 0.0)?;
             let tokens = scalar(&lp.mask.sum_all()?)?;
-            let tokens_in_batch = if cfg.loss.loss_type == LossType::Dapo { total_tokens } else { tokens };
+            let tokens_in_batch = if cfg.loss.loss_type.global_tokens() { total_tokens } else { tokens };
             let out = grpo_loss(
                 cfg.loss,
                 &LossInputs {
@@ -165,10 +165,13 @@ pub fn update(
                     advantages: a,
                     mask: &lp.mask,
                     tokens_in_batch,
+                    sampling_logps: None,
+                    is_ratio: None,
+                    entropies: Some(&lp.entropy),
                 },
             )?;
             let share = match cfg.loss.loss_type {
-                LossType::Grpo | LossType::DrGrpo => b.rows() as f64 / rows as f64,
+                LossType::Grpo | LossType::DrGrpo | LossType::Sapo | LossType::Luspo => b.rows() as f64 / rows as f64,
                 LossType::Bnpo => {
                     if total_tokens > 0.0 {
                         tokens / total_tokens
@@ -176,7 +179,7 @@ pub fn update(
                         0.0
                     }
                 }
-                LossType::Dapo => 1.0,
+                LossType::Dapo | LossType::Cispo | LossType::Vespo => 1.0,
             };
             let scaled = if share == 1.0 { out.loss.clone() } else { (&out.loss * share)? };
             let grads = policy.backward(&scaled)?;

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod policy;
 pub mod rewards;
 pub mod rollout;
+pub mod rollout_correction;
 pub mod save;
 pub mod stream;
 pub mod trainer;

@@ -4,7 +4,6 @@
 use crate::advantages::{advantages, zero_std_groups};
 use crate::config::TrainConfig;
 use crate::grpo::{update, UpdateConfig};
-use crate::loss::LossConfig;
 use crate::metrics::{mean, GrpoMetrics, Length, Sample, Spread, StepMetrics};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::policy::Policy;
@@ -237,13 +236,7 @@ pub fn train_grpo(
         eos_token_ids: generation.eos_token_ids.clone(),
         suppress_token_ids: config.vision_token_ids(),
     };
-    let loss_cfg = LossConfig {
-        loss_type: cfg.loss_type,
-        beta: cfg.beta,
-        epsilon_low: cfg.epsilon_low,
-        epsilon_high: cfg.epsilon_high,
-        max_completion_length: cfg.max_completion_length,
-    };
+    let loss_cfg = cfg.loss_config();
     let ucfg = UpdateConfig {
         loss: &loss_cfg,
         num_iterations: cfg.num_iterations,

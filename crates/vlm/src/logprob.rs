@@ -16,7 +16,8 @@ pub struct CompletionLogprobs {
     pub mask: Tensor,
     /// Index of the first of the C positions in the padded sequence.
     pub start: usize,
-    /// [B, C] entropy of each position's next-token distribution (no gradient), for metrics.
+    /// [B, C] entropy of each position's next-token distribution: for metrics, the top-entropy
+    /// mask and the entropy bonus (no gradient unless asked for).
     pub entropy: Tensor,
 }
 
@@ -30,6 +31,17 @@ impl CompletionLogprobs {
 /// Scores `completion_mask` [B][L] tokens of `batch`. Only the positions that predict completion
 /// tokens go through the LM head, which keeps the [*, vocab] logits small during training.
 pub fn completion_logprobs(model: &Qwen2Vl, batch: &Batch, completion_mask: &[Vec<u32>]) -> Result<CompletionLogprobs> {
+    completion_logprobs_opts(model, batch, completion_mask, false)
+}
+
+/// As [`completion_logprobs`]; with `track_entropy` the entropies stay in the autograd graph (an
+/// entropy bonus in the loss needs their gradient).
+pub fn completion_logprobs_opts(
+    model: &Qwen2Vl,
+    batch: &Batch,
+    completion_mask: &[Vec<u32>],
+    track_entropy: bool,
+) -> Result<CompletionLogprobs> {
     let l = batch.len();
     let c =
         completion_mask.iter().map(|r| r.iter().position(|&m| m != 0).map_or(0, |first| l - first)).max().unwrap_or(0);
@@ -54,7 +66,7 @@ pub fn completion_logprobs(model: &Qwen2Vl, batch: &Batch, completion_mask: &[Ve
     let targets: Vec<u32> = batch.input_ids.iter().flat_map(|r| r[l - c..].iter().copied()).collect();
     let targets = Tensor::from_vec(targets, (b, c, 1), &dev)?;
     let picked = logp.gather(&targets, 2)?.squeeze(2)?;
-    let lp = logp.detach();
+    let lp = if track_entropy { logp.clone() } else { logp.detach() };
     let entropy = (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()?;
     let mask: Vec<f32> = completion_mask.iter().flat_map(|r| r[l - c..].iter().map(|&m| m as f32)).collect();
     let mask = Tensor::from_vec(mask, (b, c), &dev)?;

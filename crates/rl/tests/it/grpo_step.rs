@@ -49,7 +49,14 @@ fn rcfg(ck: &Checkpoint) -> RolloutConfig {
 }
 
 fn lcfg() -> LossConfig {
-    LossConfig { loss_type: LossType::Grpo, beta: 0.04, epsilon_low: 0.2, epsilon_high: 0.2, max_completion_length: 6 }
+    LossConfig {
+        loss_type: LossType::Grpo,
+        beta: 0.04,
+        epsilon_low: 0.2,
+        epsilon_high: 0.2,
+        max_completion_length: 6,
+        ..Default::default()
+    }
 }
 
 fn norm(t: &Tensor) -> f64 {
@@ -76,6 +83,9 @@ fn the_gradient_reaches_vision_tower_and_decoder() {
             advantages: &adv_t,
             mask: &lp.mask,
             tokens_in_batch: 1.0,
+            sampling_logps: None,
+            is_ratio: None,
+            entropies: None,
         },
     )
     .unwrap();
@@ -159,8 +169,17 @@ fn micro_batches_accumulate_to_the_whole_batch_update() {
     let adv = advantages(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.5], 2, ScaleRewards::Group);
     // The last group is dropped (dynamic sampling), so one micro-batch has no loss tokens at all.
     let keep = [true, true, true, true, false, false];
-    for loss_type in [LossType::Grpo, LossType::Bnpo, LossType::Dapo, LossType::DrGrpo] {
-        let lc = LossConfig { loss_type, ..lcfg() };
+    for loss_type in [
+        LossType::Grpo,
+        LossType::Bnpo,
+        LossType::Dapo,
+        LossType::DrGrpo,
+        LossType::Cispo,
+        LossType::Sapo,
+        LossType::Luspo,
+        LossType::Vespo,
+    ] {
+        let lc = LossConfig { loss_type, epsilon_high: if loss_type == LossType::Cispo { 5.0 } else { 0.2 }, ..lcfg() };
         let run = |micro: usize| {
             let mut policy = Policy::new(&ck.model, false).unwrap();
             let mut opt = AdamW::new(

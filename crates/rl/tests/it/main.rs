@@ -7,3 +7,4 @@ mod lora;
 mod qwen2_5_vl;
 mod train_loop;
 mod trl_loss;
+mod trl_loss_2026;

@@ -159,3 +159,36 @@ fn resuming_after_a_kill_leaves_one_metrics_line_per_step() {
     assert_eq!(state.step, 4);
     assert_eq!(steps(out.path()), [1, 2, 3, 4]);
 }
+
+/// The 2026 options in the real loop: GSPO-style sequence ratios with CISPO, the top-entropy mask
+/// and an entropy bonus (its gradient through the entropies) train and log finite values.
+#[test]
+fn newer_loss_options_train() {
+    let data = tempfile::tempdir().unwrap();
+    let recs = records(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig::load_over(
+        &TrainConfig { max_steps: 2, ..cfg(out.path()) },
+        None,
+        &[
+            "loss_type=cispo".into(),
+            "epsilon_high=5.0".into(),
+            "importance_sampling_level=sequence".into(),
+            "top_entropy_quantile=0.5".into(),
+            "entropy_coef=0.01".into(),
+            "use_bias_correction_kl=true".into(),
+        ],
+    )
+    .unwrap();
+    let state = train_grpo(ck(), &recs, &cfg, &cfg.rewards(), false, &mut |_: &StepMetrics| true).unwrap();
+    assert_eq!(state.step, 2);
+    let text = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    for line in text.lines() {
+        let m: StepMetrics = serde_json::from_str(line).unwrap();
+        assert!(m.loss.is_finite() && m.grad_norm.is_finite() && m.grad_norm > 0.0, "{line}");
+    }
+    let bad = TrainConfig::load(None, &["top_entropy_quantile=0".into()]).unwrap_err();
+    assert!(format!("{bad:#}").contains("top_entropy_quantile"));
+    let bad = TrainConfig::load(None, &["loss_type=gspo".into()]).unwrap_err();
+    assert!(format!("{bad:#}").contains("loss_type"));
+}

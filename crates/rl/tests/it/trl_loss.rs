@@ -60,6 +60,7 @@ fn all_settings_match_trl() {
             epsilon_low: c["epsilon_low"].as_f64().unwrap(),
             epsilon_high: c["epsilon_high"].as_f64().unwrap(),
             max_completion_length: c["max_completion_length"].as_u64().unwrap() as usize,
+            ..Default::default()
         };
         let var = Var::from_tensor(&tensor(&logps)).unwrap();
         let adv_t = Tensor::from_vec(adv.clone(), adv.len(), &Device::Cpu).unwrap();
@@ -73,6 +74,9 @@ fn all_settings_match_trl() {
                 advantages: &adv_t,
                 mask: &mask,
                 tokens_in_batch: tokens,
+                sampling_logps: None,
+                is_ratio: None,
+                entropies: None,
             },
         )
         .unwrap();
