@@ -5,6 +5,7 @@
 //! sends never block.
 
 use crate::detok::IncrementalText;
+use crate::logprobs::TokenOut;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,16 +30,23 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Generate past EOS until max_tokens (vLLM's extension).
     pub ignore_eos: bool,
+    /// Report every sampled token (id, log-probability) with the text: for `logprobs` and
+    /// `return_token_ids`.
+    pub report_tokens: bool,
+    /// The most likely tokens to report at each step (`top_logprobs`).
+    pub top_logprobs: usize,
     pub out: UnboundedSender<Out>,
 }
 
 /// What the engine tells a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
-    /// New text for choice `choice`.
+    /// New text for choice `choice`, and (when the job reports tokens) the tokens sampled since
+    /// the last delta.
     Delta {
         choice: usize,
         text: String,
+        tokens: Vec<TokenOut>,
     },
     /// Choice `choice` is complete: `reason` is "stop" (EOS or a stop string) or "length".
     Finish {
@@ -99,12 +107,15 @@ struct Seq {
     text: IncrementalText,
     /// Bytes of the decoded text already sent.
     sent: usize,
+    /// Tokens sampled since the last delta (when the job reports them).
+    pending: Vec<TokenOut>,
 }
 
 struct JobState {
     out: UnboundedSender<Out>,
     stop: Vec<String>,
     seqs: Vec<u64>,
+    report_tokens: bool,
 }
 
 fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, prefill_chunk: usize, stats: Arc<EngineStats>) {
@@ -232,11 +243,20 @@ impl<'a> Engine<'a> {
                 self.next_seq += 1;
                 prompts.push(j.prompt.clone());
                 let sampling = Sampling { seed: j.sampling.seed.wrapping_add(c as u64), ..j.sampling.clone() };
-                specs.push(SequenceSpec { id: seq, sampling, max_new_tokens: j.max_tokens, ignore_eos: j.ignore_eos });
-                self.seqs.insert(seq, Seq { job: id, choice: c, text: IncrementalText::default(), sent: 0 });
+                specs.push(SequenceSpec {
+                    id: seq,
+                    sampling,
+                    max_new_tokens: j.max_tokens,
+                    ignore_eos: j.ignore_eos,
+                    top_logprobs: j.top_logprobs,
+                });
+                self.seqs.insert(
+                    seq,
+                    Seq { job: id, choice: c, text: IncrementalText::default(), sent: 0, pending: Vec::new() },
+                );
                 ids.push(seq);
             }
-            self.jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids });
+            self.jobs.insert(id, JobState { out: j.out, stop: j.stop, seqs: ids, report_tokens: j.report_tokens });
             new_jobs.push(id);
         }
         let (ck, gen) = (self.ck, &mut self.gen);
@@ -295,6 +315,9 @@ impl<'a> Engine<'a> {
             let Some(js) = self.jobs.get(&job_id) else { continue };
             let tokenizer = &self.ck.processor.tokenizer;
             seq.text.push(tokenizer, e.token);
+            if js.report_tokens {
+                seq.pending.push(TokenOut { id: e.token, logprob: e.logprob, top: e.top });
+            }
             let text = if e.finish.is_some() { seq.text.finish(tokenizer) } else { seq.text.text() };
             // The earliest stop string ends the text before it. Only the tail can hold a new
             // one: what was sent was checked before.
@@ -321,9 +344,12 @@ impl<'a> Engine<'a> {
                 }
             };
             let mut alive = true;
-            if end > seq.sent {
-                alive = js.out.send(Out::Delta { choice: seq.choice, text: text[seq.sent..end].to_string() }).is_ok();
-                seq.sent = end;
+            // A finished choice flushes its last tokens even with no new text.
+            if end > seq.sent || (finish.is_some() && !seq.pending.is_empty()) {
+                let tokens = std::mem::take(&mut seq.pending);
+                let delta = text[seq.sent..end.max(seq.sent)].to_string();
+                alive = js.out.send(Out::Delta { choice: seq.choice, text: delta, tokens }).is_ok();
+                seq.sent = end.max(seq.sent);
             }
             if let Some(reason) = finish {
                 let completion_tokens = seq.text.tokens();

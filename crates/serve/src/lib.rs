@@ -11,6 +11,7 @@ pub mod detok;
 pub mod engine;
 pub mod error;
 pub mod images;
+pub mod logprobs;
 pub mod options;
 pub mod request;
 pub mod server;

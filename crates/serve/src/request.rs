@@ -27,6 +27,12 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// vLLM's extension: generate until max_tokens even past EOS.
     pub ignore_eos: bool,
+    /// Return each completion token's log-probability (OpenAI's `logprobs`).
+    pub logprobs: bool,
+    /// And the most likely alternatives at each position, 0-20 (`top_logprobs`).
+    pub top_logprobs: usize,
+    /// vLLM's extension: return the prompt's and each completion's token ids.
+    pub return_token_ids: bool,
 }
 
 fn num(v: &Value, name: &str) -> Result<f64, ApiError> {
@@ -54,7 +60,11 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
         stream: false,
         include_usage: false,
         ignore_eos: false,
+        logprobs: false,
+        top_logprobs: 0,
+        return_token_ids: false,
     };
+    let mut top_logprobs = None;
     let mut messages = None;
     for (k, v) in obj {
         if v.is_null() {
@@ -125,9 +135,19 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
                 }
             }
             "logprobs" => {
-                if v.as_bool() == Some(true) {
-                    return Err(ApiError::unsupported(k, "log-probabilities are not returned yet"));
+                r.logprobs =
+                    v.as_bool().ok_or_else(|| ApiError::invalid("`logprobs` must be true or false").param(k))?
+            }
+            "top_logprobs" => {
+                let t = uint(v, k)? as usize;
+                if t > 20 {
+                    return Err(ApiError::invalid("`top_logprobs` must be between 0 and 20").param(k));
                 }
+                top_logprobs = Some(t);
+            }
+            "return_token_ids" => {
+                r.return_token_ids =
+                    v.as_bool().ok_or_else(|| ApiError::invalid("`return_token_ids` must be true or false").param(k))?
             }
             "response_format" => {
                 if v.get("type").and_then(Value::as_str) != Some("text") {
@@ -144,7 +164,6 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
             | "functions"
             | "function_call"
             | "parallel_tool_calls"
-            | "top_logprobs"
             | "audio"
             | "modalities"
             | "prediction"
@@ -161,6 +180,12 @@ pub fn parse(body: &Value, limits: &ImageLimits) -> Result<ChatRequest, ApiError
                     .code("unknown_parameter"))
             }
         }
+    }
+    if let Some(t) = top_logprobs {
+        if t > 0 && !r.logprobs {
+            return Err(ApiError::invalid("`top_logprobs` needs `logprobs` set to true").param("top_logprobs"));
+        }
+        r.top_logprobs = t;
     }
     let messages = messages.ok_or_else(|| ApiError::invalid("`messages` is required").param("messages"))?;
     let (converted, images) = convert_messages(messages, limits)?;

@@ -208,6 +208,7 @@ async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<J
 struct Ready {
     job_prompt: vlm::prompt::Prompt,
     prompt_tokens: usize,
+    prompt_ids: Vec<u32>,
     req: request::ChatRequest,
     max_tokens: usize,
 }
@@ -229,8 +230,8 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
     let prompt = p
         .prompt_with_images(&req.messages, &req.images)
         .map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
-    let prompt_tokens =
-        p.tokenize(&p.expand(&prompt)).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?.len();
+    let prompt_ids = p.tokenize(&p.expand(&prompt)).map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
+    let prompt_tokens = prompt_ids.len();
     if prompt_tokens > st.max_prompt_tokens {
         // Prefill memory and time grow with the prompt (quadratically in attention): one huge
         // prompt must not take the server, or every other request's latency, with it.
@@ -254,7 +255,7 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
         .param("messages")
         .code("context_length_exceeded"));
     }
-    Ok(Ready { job_prompt: prompt, prompt_tokens, req, max_tokens })
+    Ok(Ready { job_prompt: prompt, prompt_tokens, prompt_ids, req, max_tokens })
 }
 
 /// Reads the body up to `limit` bytes. A larger body is still drained (up to 4x the limit) before
@@ -329,32 +330,61 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
         },
         stop: r.stop.clone(),
         ignore_eos: r.ignore_eos,
+        report_tokens: r.logprobs || r.return_token_ids,
+        top_logprobs: r.top_logprobs,
         out: tx,
     };
     if !st.engine.submit(job) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the server is shutting down"));
     }
     let id = format!("chatcmpl-{}", st.next_id.fetch_add(1, Ordering::Relaxed));
+    let want = Wanted { logprobs: r.logprobs, token_ids: r.return_token_ids };
     if r.stream {
-        Ok(stream_response(st.served_model.clone(), id, ready.prompt_tokens, r.n, r.include_usage, rx).into_response())
+        Ok(stream_response(st.clone(), id, ready.prompt_tokens, r.n, r.include_usage, want, rx).into_response())
     } else {
-        collect_response(&st.served_model, id, ready.prompt_tokens, r.n, rx).await.map(IntoResponse::into_response)
+        collect_response(&st, id, &ready, want, rx).await.map(IntoResponse::into_response)
+    }
+}
+
+/// What a response carries beyond the text.
+#[derive(Clone, Copy)]
+struct Wanted {
+    logprobs: bool,
+    token_ids: bool,
+}
+
+impl Wanted {
+    /// Adds `logprobs` (or null) and, when asked, `token_ids` to a choice or a delta chunk's choice.
+    fn fill(&self, choice: &mut Value, st: &AppState, tokens: &[crate::logprobs::TokenOut]) {
+        choice["logprobs"] = if self.logprobs {
+            json!({"content": crate::logprobs::content(&st.ck.processor.tokenizer, tokens)})
+        } else {
+            Value::Null
+        };
+        if self.token_ids {
+            choice["token_ids"] = json!(tokens.iter().map(|t| t.id).collect::<Vec<_>>());
+        }
     }
 }
 
 async fn collect_response(
-    model: &str,
+    st: &AppState,
     id: String,
-    prompt_tokens: usize,
-    n: usize,
+    ready: &Ready,
+    want: Wanted,
     mut rx: mpsc::UnboundedReceiver<Out>,
 ) -> Result<Json<Value>, ApiError> {
+    let (model, prompt_tokens, n) = (&st.served_model, ready.prompt_tokens, ready.req.n);
+    let mut tokens: Vec<Vec<crate::logprobs::TokenOut>> = vec![Vec::new(); n];
     let mut texts = vec![String::new(); n];
     let mut reasons: Vec<Option<&str>> = vec![None; n];
     let mut completion_tokens = 0;
     while reasons.iter().any(Option::is_none) {
         match rx.recv().await {
-            Some(Out::Delta { choice, text }) => texts[choice] += &text,
+            Some(Out::Delta { choice, text, tokens: t }) => {
+                texts[choice] += &text;
+                tokens[choice].extend(t);
+            }
             Some(Out::Finish { choice, reason, completion_tokens: c }) => {
                 reasons[choice] = Some(reason);
                 completion_tokens += c;
@@ -364,12 +394,21 @@ async fn collect_response(
         }
     }
     let choices: Vec<Value> = (0..n)
-        .map(|i| json!({"index": i, "message": {"role": "assistant", "content": texts[i]}, "finish_reason": reasons[i], "logprobs": null}))
+        .map(|i| {
+            let mut c =
+                json!({"index": i, "message": {"role": "assistant", "content": texts[i]}, "finish_reason": reasons[i]});
+            want.fill(&mut c, st, &tokens[i]);
+            c
+        })
         .collect();
-    Ok(Json(json!({
+    let mut out = json!({
         "id": id, "object": "chat.completion", "created": now(), "model": model, "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-    })))
+    });
+    if want.token_ids {
+        out["prompt_token_ids"] = json!(ready.prompt_ids);
+    }
+    Ok(Json(out))
 }
 
 fn chunk(id: &str, model: &str, created: u64, choices: Value) -> Event {
@@ -383,14 +422,16 @@ fn chunk(id: &str, model: &str, created: u64, choices: Value) -> Event {
 /// engine's messages; when the client disconnects the event channel closes, the task ends, and
 /// dropping its receiver tells the engine to cancel.
 fn stream_response(
-    model: String,
+    st: Arc<AppState>,
     id: String,
     prompt_tokens: usize,
     n: usize,
     include_usage: bool,
+    want: Wanted,
     mut rx: mpsc::UnboundedReceiver<Out>,
 ) -> Sse<tokio_stream::wrappers::ReceiverStream<Result<Event, Infallible>>> {
     let (tx, events) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let model = st.served_model.clone();
     tokio::spawn(async move {
         let created = now();
         for i in 0..n {
@@ -411,12 +452,13 @@ fn stream_response(
         let mut completion_tokens = 0;
         while open > 0 {
             let ev = match rx.recv().await {
-                Some(Out::Delta { choice, text }) => chunk(
-                    &id,
-                    &model,
-                    created,
-                    json!([{"index": choice, "delta": {"content": text}, "finish_reason": null}]),
-                ),
+                Some(Out::Delta { choice, text, tokens }) => {
+                    let mut c = json!({"index": choice, "delta": {"content": text}, "finish_reason": null});
+                    if want.logprobs || want.token_ids {
+                        want.fill(&mut c, &st, &tokens);
+                    }
+                    chunk(&id, &model, created, json!([c]))
+                }
                 Some(Out::Finish { choice, reason, completion_tokens: c }) => {
                     open -= 1;
                     completion_tokens += c;

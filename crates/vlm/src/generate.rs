@@ -69,6 +69,7 @@ pub fn generate_watching(
             sampling: s.clone(),
             max_new_tokens: opts.max_new_tokens,
             ignore_eos: false,
+            top_logprobs: 0,
         })
         .collect();
     g.admit(batch, specs)?;

@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::model::{Batch, ChunkedPrefill, Qwen2Vl};
-use crate::sampling::{choose, Sampling};
+use crate::sampling::{choose, top_logprobs, Sampling};
 use crate::text::KvCache;
 use candle_core::DType;
 use rand::SeedableRng;
@@ -19,6 +19,8 @@ pub struct SequenceSpec {
     pub max_new_tokens: usize,
     /// Keep going past EOS tokens until `max_new_tokens` (vLLM's `ignore_eos`; load tests).
     pub ignore_eos: bool,
+    /// Report this many most likely tokens with every event (OpenAI's `top_logprobs`; 0 = none).
+    pub top_logprobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,9 @@ pub struct Event {
     /// suppression) of the tokens given to [`Generator::watch`], in that order; empty otherwise.
     /// Evaluation reads the option letters' probabilities at the answer position from these.
     pub watched: Vec<f32>,
+    /// The sequence's `top_logprobs` most likely tokens and their log-probabilities, from the
+    /// distribution `logprob` is taken from; empty when none were asked for.
+    pub top: Vec<(u32, f32)>,
 }
 
 /// log_softmax(logits)[t] for each watched token t (none when nothing is watched).
@@ -59,6 +64,7 @@ struct Row {
     rng: rand::rngs::StdRng,
     max_new_tokens: usize,
     ignore_eos: bool,
+    top_logprobs: usize,
     generated: usize,
     /// Next-token logits, when computed; None while the last chosen token awaits its decode.
     logits: Option<Vec<f32>>,
@@ -212,6 +218,7 @@ impl<'m> Generator<'m> {
                 sampling: spec.sampling,
                 max_new_tokens: spec.max_new_tokens,
                 ignore_eos: spec.ignore_eos,
+                top_logprobs: spec.top_logprobs,
                 generated: 0,
                 logits: Some(l),
                 last: 0,
@@ -255,6 +262,11 @@ impl<'m> Generator<'m> {
         for r in &mut self.rows {
             let logits = r.logits.take().expect("flushed");
             let watched = watched_logprobs(&logits, &self.watch_token_ids);
+            let top = if r.top_logprobs > 0 {
+                top_logprobs(&logits, &r.sampling, &self.suppress_token_ids, r.top_logprobs)
+            } else {
+                Vec::new()
+            };
             let (token, logprob) = choose(&logits, &r.sampling, &self.suppress_token_ids, &mut r.rng);
             r.generated += 1;
             r.last = token;
@@ -268,7 +280,7 @@ impl<'m> Generator<'m> {
             if finish.is_some() {
                 finished.push(r.id);
             }
-            events.push(Event { id: r.id, token, logprob, finish, watched });
+            events.push(Event { id: r.id, token, logprob, finish, watched, top });
         }
         self.remove(&finished)?;
         Ok(events)

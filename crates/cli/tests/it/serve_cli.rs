@@ -136,6 +136,7 @@ fn serve_answers_what_ask_answers(fixture: &str) {
             base64::engine::general_purpose::STANDARD.encode(std::fs::read(&image).unwrap())
         );
         let body = json!({"model": "tiny", "max_tokens": 12, "temperature": temperature.parse::<f64>().unwrap(), "seed": seed.parse::<u64>().unwrap(),
+            "logprobs": true, "top_logprobs": 3, "return_token_ids": true,
             "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": q}]}]});
         let mut res = ureq::post(&format!("http://{addr}/v1/chat/completions"))
             .header("content-type", "application/json")
@@ -145,11 +146,86 @@ fn serve_answers_what_ask_answers(fixture: &str) {
         assert_eq!(got["choices"][0]["message"]["content"], want["text"], "temperature {temperature}");
         assert_eq!(got["usage"]["completion_tokens"], want["completion_tokens"]);
         assert_eq!(got["usage"]["prompt_tokens"], want["prompt_tokens"]);
+        // Token ids and log-probabilities: exactly `ask --json`'s.
+        let choice = &got["choices"][0];
+        assert_eq!(choice["token_ids"], want["token_ids"], "temperature {temperature}");
+        let content = choice["logprobs"]["content"].as_array().unwrap();
+        let lps: Vec<f64> = content.iter().map(|c| c["logprob"].as_f64().unwrap()).collect();
+        let want_lps: Vec<f64> = want["logprobs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(lps, want_lps, "temperature {temperature}");
+        assert_eq!(got["prompt_token_ids"].as_array().unwrap().len() as u64, want["prompt_tokens"].as_u64().unwrap());
+        for c in content {
+            let bytes: Vec<u8> = c["bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+            assert_eq!(c["token"].as_str().unwrap(), String::from_utf8_lossy(&bytes));
+            let top = c["top_logprobs"].as_array().unwrap();
+            assert_eq!(top.len(), 3);
+            let t: Vec<f64> = top.iter().map(|e| e["logprob"].as_f64().unwrap()).collect();
+            assert!(t.windows(2).all(|w| w[0] >= w[1]) && t[0] >= c["logprob"].as_f64().unwrap(), "{t:?}");
+            if temperature == "0" {
+                assert_eq!((&top[0]["token"], top[0]["logprob"].as_f64()), (&c["token"], c["logprob"].as_f64()));
+            }
+        }
+        // Streamed: the same tokens and log-probabilities, spread over the chunks.
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let mut res = ureq::post(&format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .send(sbody.to_string())
+            .unwrap();
+        let text = res.body_mut().read_to_string().unwrap();
+        let (mut ids, mut slps) = (Vec::new(), Vec::new());
+        for line in text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(c) = v["choices"].get(0) {
+                ids.extend(c["token_ids"].as_array().into_iter().flatten().cloned());
+                slps.extend(
+                    c["logprobs"]["content"].as_array().into_iter().flatten().map(|e| e["logprob"].as_f64().unwrap()),
+                );
+            }
+        }
+        assert_eq!(
+            (Value::Array(ids), slps),
+            (want["token_ids"].clone(), want_lps),
+            "streamed, temperature {temperature}"
+        );
     }
+    // The official OpenAI Python client reads them (`.ci/run` installs it and requires this part).
+    openai_client_reads_logprobs(&addr);
     // SIGTERM: a clean exit.
     let lines = stop_server(child, log);
     assert!(lines.iter().any(|l| l.starts_with("POST /v1/chat/completions 200")), "{lines:?}");
     assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+}
+
+fn openai_client_reads_logprobs(addr: &str) {
+    let have = Command::new("python3").args(["-c", "import openai"]).status().is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("MEDR1_REQUIRE_OPENAI").is_none(),
+            "MEDR1_REQUIRE_OPENAI is set but the openai package is missing"
+        );
+        eprintln!("the openai Python package is not installed: its client check is skipped (pip install openai)");
+        return;
+    }
+    let script = format!(
+        r#"
+import openai
+c = openai.OpenAI(base_url="http://{addr}/v1", api_key="none")
+r = c.chat.completions.create(model="tiny", messages=[{{"role": "user", "content": "Which organ?"}}],
+    max_tokens=5, logprobs=True, top_logprobs=2, temperature=0)
+lp = r.choices[0].logprobs.content
+assert len(lp) == r.usage.completion_tokens, (len(lp), r.usage)
+assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 and isinstance(t.bytes, list) for t in lp)
+assert lp[0].top_logprobs[0].logprob == lp[0].logprob
+s = c.chat.completions.create(model="tiny", messages=[{{"role": "user", "content": "Which organ?"}}],
+    max_tokens=5, logprobs=True, temperature=0, stream=True)
+streamed = [t.logprob for ch in s if ch.choices and ch.choices[0].logprobs for t in ch.choices[0].logprobs.content]
+assert streamed == [t.logprob for t in lp], (streamed, lp)
+print("openai client ok", len(lp))
+"#
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// SIGTERM, and the server's clean exit; returns its request log.

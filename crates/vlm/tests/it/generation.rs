@@ -182,6 +182,7 @@ fn sequences_joining_and_leaving_a_running_batch_get_what_they_would_alone() {
         sampling: samplings[i].clone(),
         max_new_tokens: budgets[i],
         ignore_eos: false,
+        top_logprobs: 0,
     };
     let mut got: Vec<Vec<u32>> = vec![vec![]; 3];
     let mut finish = vec![None; 3];
@@ -276,7 +277,8 @@ fn chunked_prefill_matches(attention_score_bytes: Option<usize>) {
     let ck = ck;
     let long = encode(&ck, &["Which organ is shown in this image? Answer with the letter of the option."]);
     let short = encode(&ck, &["Grade?"]);
-    let spec = |id| SequenceSpec { id, sampling: Sampling::greedy(), max_new_tokens: 6, ignore_eos: true };
+    let spec =
+        |id| SequenceSpec { id, sampling: Sampling::greedy(), max_new_tokens: 6, ignore_eos: true, top_logprobs: 0 };
     let run = |g: &mut Generator, id: u64| -> Vec<u32> {
         let mut out = Vec::new();
         while !g.is_empty() {
