@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// quantized per output channel as they load, or read as `medr1 quantize` stored them).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
+    /// Allow `POST /v1/medr1/reload_weights {"path": DIR}`: load full weights of the same model
+    /// from a checkpoint folder on this machine between generation steps (a trainer syncing its
+    /// rollout servers). Anyone who can reach the API (and has the key) can then make the server
+    /// read any checkpoint folder it can access: use on a trusted network.
+    #[arg(long)]
+    pub enable_weight_reload: bool,
 }
 
 /// `max_image_pixels`: the global `--max-image-pixels` (width x height, checked from each
@@ -95,6 +101,8 @@ pub fn run(a: ServeArgs, max_image_pixels: u64) -> Result<()> {
         max_requests_per_client: a.max_requests_per_client,
         default_max_tokens: a.default_max_tokens,
         prefill_chunk: a.prefill_chunk.max(1),
+        enable_weight_reload: a.enable_weight_reload,
+        dtype: a.dtype,
     };
     // Request logs (and server errors) on stderr through `tracing`; RUST_LOG filters them
     // (default `info`; e.g. RUST_LOG=medr1::request=off for none).

@@ -69,16 +69,43 @@ pub struct EngineStats {
     pub cancelled: AtomicUsize,
 }
 
+/// What the model thread is told.
+pub enum Msg {
+    Job(Job),
+    /// Load new weights from a checkpoint folder: the running batch finishes first (new requests
+    /// wait), then the weights are swapped and the waiting requests run on them.
+    Reload(Reload),
+}
+
+/// A weight reload: the checkpoint folder, its precision, and where the load time (or why it
+/// failed) goes.
+pub struct Reload {
+    pub dir: std::path::PathBuf,
+    pub precision: vlm::precision::Precision,
+    pub reply: std::sync::mpsc::Sender<Result<f64, String>>,
+}
+
 #[derive(Clone)]
 pub struct EngineHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     pub stats: Arc<EngineStats>,
 }
 
 impl EngineHandle {
     /// Queues a job; false when the engine has stopped.
     pub fn submit(&self, job: Job) -> bool {
-        self.tx.send(job).is_ok()
+        self.tx.send(Msg::Job(job)).is_ok()
+    }
+
+    /// Asks for a weight reload; the receiver gets the load time in seconds, or why it failed.
+    pub fn reload(
+        &self,
+        dir: std::path::PathBuf,
+        precision: vlm::precision::Precision,
+    ) -> Option<std::sync::mpsc::Receiver<Result<f64, String>>> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.tx.send(Msg::Reload(Reload { dir, precision, reply })).ok()?;
+        Some(rx)
     }
 }
 
@@ -118,14 +145,53 @@ struct JobState {
     report_tokens: bool,
 }
 
-fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Job>, max_batch: usize, prefill_chunk: usize, stats: Arc<EngineStats>) {
-    let mut engine = Engine::new(&ck, max_batch, prefill_chunk, stats);
-    while engine.receive(&rx) {
-        engine.admit();
-        if let Some(events) = engine.step() {
-            engine.route(events);
+fn run(ck: Arc<Checkpoint>, rx: mpsc::Receiver<Msg>, max_batch: usize, prefill_chunk: usize, stats: Arc<EngineStats>) {
+    let mut ck = ck;
+    let mut carried = VecDeque::new();
+    loop {
+        let mut engine = Engine::new(&ck, max_batch, prefill_chunk, stats.clone());
+        engine.waiting = std::mem::take(&mut carried);
+        while engine.receive(&rx) {
+            if engine.reload.is_some() && engine.gen.is_empty() {
+                break; // drained: swap the weights before admitting anyone else
+            }
+            if engine.reload.is_none() {
+                engine.admit();
+            }
+            if let Some(events) = engine.step() {
+                engine.route(events);
+            }
+        }
+        let Some(Reload { dir, precision, reply }) = engine.reload.take() else { return };
+        carried = std::mem::take(&mut engine.waiting);
+        drop(engine);
+        let t0 = std::time::Instant::now();
+        match load_matching(&ck, &dir, precision) {
+            Ok(new) => {
+                ck = Arc::new(new);
+                let _ = reply.send(Ok(t0.elapsed().as_secs_f64()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
+}
+
+/// A checkpoint of the same architecture and tokenizer as the one being served.
+fn load_matching(
+    current: &Checkpoint,
+    dir: &std::path::Path,
+    precision: vlm::precision::Precision,
+) -> Result<Checkpoint, String> {
+    let new = Checkpoint::open_as(dir, precision).map_err(|e| format!("{e}"))?;
+    if new.config != current.config {
+        return Err(format!("{}: its config.json describes another model than the one being served", dir.display()));
+    }
+    if new.processor.tokenizer.get_vocab_size(true) != current.processor.tokenizer.get_vocab_size(true) {
+        return Err(format!("{}: its tokenizer differs from the one being served", dir.display()));
+    }
+    Ok(new)
 }
 
 /// The model thread's state: the running batch, the queue, and what each sequence has sent.
@@ -143,6 +209,8 @@ struct Engine<'a> {
     next_job: usize,
     /// False once every handle is dropped: finish what is in flight, then stop.
     open: bool,
+    /// A reload asked for: nothing new is admitted until the batch has drained.
+    reload: Option<Reload>,
 }
 
 impl<'a> Engine<'a> {
@@ -159,6 +227,7 @@ impl<'a> Engine<'a> {
             next_seq: 0,
             next_job: 0,
             open: true,
+            reload: None,
         }
     }
 
@@ -168,19 +237,19 @@ impl<'a> Engine<'a> {
 
     /// Takes what has been submitted, waiting for work when idle. False: stop (no handle left
     /// and nothing in flight).
-    fn receive(&mut self, rx: &mpsc::Receiver<Job>) -> bool {
-        if self.gen.is_empty() && self.waiting.is_empty() {
+    fn receive(&mut self, rx: &mpsc::Receiver<Msg>) -> bool {
+        if self.gen.is_empty() && self.waiting.is_empty() && self.reload.is_none() {
             if !self.open {
                 return false;
             }
             match rx.recv() {
-                Ok(j) => self.waiting.push_back(j),
+                Ok(m) => self.take(m),
                 Err(_) => return false, // server gone, nothing in flight
             }
         }
         loop {
             match rx.try_recv() {
-                Ok(j) => self.waiting.push_back(j),
+                Ok(m) => self.take(m),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     self.open = false;
@@ -191,6 +260,19 @@ impl<'a> Engine<'a> {
         // Clients that left while queued cost nothing.
         self.waiting.retain(|j| !j.out.is_closed());
         true
+    }
+
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Job(j) => self.waiting.push_back(j),
+            Msg::Reload(r) => {
+                if self.reload.is_some() {
+                    let _ = r.reply.send(Err("another reload is under way".into()));
+                } else {
+                    self.reload = Some(r);
+                }
+            }
+        }
     }
 
     /// Moves waiting jobs into the running batch while they fit (a job larger than the whole

@@ -65,7 +65,8 @@ pub async fn start(
 ) -> Result<Running> {
     let ck = Arc::new(ck);
     let (engine, engine_thread) = engine::spawn(ck.clone(), opts.max_batch, opts.prefill_chunk);
-    let state = Arc::new(AppState::new(ck, engine, opts));
+    let state = Arc::new(AppState::new(&ck, engine, opts));
+    drop(ck); // the engine thread holds the weights (and may swap them)
     let app = server::router(state);
     let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
         .await

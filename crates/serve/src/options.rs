@@ -28,6 +28,11 @@ pub struct ServeOptions {
     /// A longer prompt is prefilled this many tokens per engine step, between the running
     /// batch's tokens, so it never stalls them for its whole prefill.
     pub prefill_chunk: usize,
+    /// Allow `POST /v1/medr1/reload_weights` (full weights from a checkpoint folder on this
+    /// machine, for trainers that sync weights to their rollout servers).
+    pub enable_weight_reload: bool,
+    /// The precision reloaded weights are loaded in (the server's `--dtype`).
+    pub dtype: vlm::precision::Precision,
 }
 
 /// 512 tokens: at the 2B shape a chunk's prefill takes about as long as a few decode steps, and
@@ -58,6 +63,8 @@ impl Default for ServeOptions {
             max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
             max_requests_per_client: 64,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            enable_weight_reload: false,
+            dtype: vlm::precision::Precision::F32,
         }
     }
 }

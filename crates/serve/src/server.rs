@@ -24,8 +24,13 @@ use vlm::Checkpoint;
 
 /// Everything a handler needs.
 pub struct AppState {
-    pub ck: Arc<Checkpoint>,
+    /// The served model's processor and context length (the weights live in the engine thread,
+    /// which may swap them: see `POST /v1/medr1/reload_weights`).
+    pub processor: vlm::prompt::Processor,
+    pub context: usize,
     pub engine: EngineHandle,
+    pub enable_weight_reload: bool,
+    pub dtype: vlm::precision::Precision,
     pub served_model: String,
     pub api_key: Option<String>,
     pub limits: ImageLimits,
@@ -42,10 +47,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(ck: Arc<Checkpoint>, engine: EngineHandle, opts: &crate::options::ServeOptions) -> Self {
+    pub fn new(ck: &Checkpoint, engine: EngineHandle, opts: &crate::options::ServeOptions) -> Self {
         AppState {
-            ck,
+            processor: ck.processor.clone(),
+            context: ck.config.text.max_position_embeddings,
             engine,
+            enable_weight_reload: opts.enable_weight_reload,
+            dtype: opts.dtype,
             served_model: opts.served_model.clone(),
             api_key: opts.api_key.clone(),
             limits: opts.limits(),
@@ -70,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/health", get(health))
+        .route("/v1/medr1/reload_weights", post(reload_weights))
         .fallback(not_found)
         // The chat handler enforces the body limit itself (see read_body).
         .layer(DefaultBodyLimit::disable())
@@ -204,6 +213,43 @@ async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<J
     ))
 }
 
+/// `POST /v1/medr1/reload_weights {"path": DIR}` (with `--enable-weight-reload`): full weights
+/// from a checkpoint folder of the same model. Requests running finish on the old weights, new
+/// ones wait, none is dropped; answers once the new weights serve, with the load time.
+async fn reload_weights(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&st, &headers)?;
+    if !st.enable_weight_reload {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "weight reloading is off: start the server with --enable-weight-reload",
+        ));
+    }
+    let body = read_body(body, st.max_body_bytes, st.body_read_timeout).await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("We could not parse the JSON body of your request: {e}")))?;
+    let path = v
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("`path` (a checkpoint folder on the server) is required").param("path"))?;
+    let rx = st
+        .engine
+        .reload(std::path::PathBuf::from(path), st.dtype)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the server is shutting down"))?;
+    let answer = tokio::task::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(|_| ApiError::internal("reload failed"))?
+        .map_err(|_| ApiError::internal("the engine stopped during the reload"))?;
+    match answer {
+        Ok(seconds) => Ok(Json(json!({"status": "ok", "path": path, "load_seconds": seconds}))),
+        Err(e) => Err(ApiError::invalid(e).param("path")),
+    }
+}
+
 /// A validated request, ready for the engine.
 struct Ready {
     job_prompt: vlm::prompt::Prompt,
@@ -226,7 +272,7 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
             .code("model_not_found"));
         }
     }
-    let p = &st.ck.processor;
+    let p = &st.processor;
     let prompt = p
         .prompt_with_images(&req.messages, &req.images)
         .map_err(|e| ApiError::invalid(format!("{e}")).param("messages"))?;
@@ -242,7 +288,7 @@ fn prepare(st: &AppState, body: &Value) -> Result<Ready, ApiError> {
         .param("messages")
         .code("prompt_too_long"));
     }
-    let ctx = st.ck.config.text.max_position_embeddings;
+    let ctx = st.context;
     let max_tokens = match req.max_tokens {
         Some(m) => m,
         None => st.default_max_tokens.min(ctx.saturating_sub(prompt_tokens)).max(1),
@@ -357,7 +403,7 @@ impl Wanted {
     /// Adds `logprobs` (or null) and, when asked, `token_ids` to a choice or a delta chunk's choice.
     fn fill(&self, choice: &mut Value, st: &AppState, tokens: &[crate::logprobs::TokenOut]) {
         choice["logprobs"] = if self.logprobs {
-            json!({"content": crate::logprobs::content(&st.ck.processor.tokenizer, tokens)})
+            json!({"content": crate::logprobs::content(&st.processor.tokenizer, tokens)})
         } else {
             Value::Null
         };

@@ -70,6 +70,7 @@ pub struct Prompt {
     pub images: Vec<ProcessedImage>,
 }
 
+#[derive(Clone)]
 pub struct Processor {
     pub tokenizer: Tokenizer,
     pub chat_template: String,

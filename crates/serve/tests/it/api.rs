@@ -553,3 +553,98 @@ fn a_client_over_its_request_limit_gets_429() {
     }
     assert_eq!(status, 200, "the slot was never given back");
 }
+
+/// A copy of the tiny checkpoint with every float weight perturbed (the same model, other weights).
+fn perturbed_copy(dir: &Path) {
+    for e in std::fs::read_dir(model_dir()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let bytes = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        let data = match t.dtype() {
+            safetensors::Dtype::F32 => t
+                .data()
+                .chunks_exact(4)
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    (v * 1.3 + 0.02 * ((i % 7) as f32 - 3.0)).to_le_bytes()
+                })
+                .collect(),
+            _ => t.data().to_vec(),
+        };
+        owned.push((name, t.dtype(), t.shape().to_vec(), data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+/// `POST /v1/medr1/reload_weights`: a request running when the reload arrives finishes on the old
+/// weights, the reload answers once the new weights serve, and later answers equal the new
+/// checkpoint's own; a checkpoint of another model, a missing folder and a server without
+/// `--enable-weight-reload` are refused.
+#[test]
+fn weights_reload_between_steps_and_drop_nothing() {
+    let new_dir = tempfile::tempdir().unwrap();
+    perturbed_copy(new_dir.path());
+    let (old_ck, new_ck) = (ck(), Checkpoint::open(new_dir.path(), DType::F32).unwrap());
+    let q = "Describe the finding.";
+    let body = move |max: usize| json!({"messages": [{"role": "user", "content": q}], "max_tokens": max, "temperature": 0, "ignore_eos": true});
+    let want_old = ask(&old_ck, None, q, 40, Sampling::greedy());
+    let want_new = ask(&new_ck, None, q, 12, Sampling::greedy());
+    assert_ne!(want_old, want_new, "the perturbation changes the answer");
+
+    let s = TestServer::start(ServeOptions { enable_weight_reload: true, ..opts() });
+    // The old weights' 40 tokens (past EOS, so the request runs long enough to be caught running);
+    // up to EOS they are what `ask` answers.
+    let (_, v) = chat(&s, &body(40));
+    let old_40 = v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    assert!(old_40.starts_with(want_old.as_str()), "{old_40:?} vs {want_old:?}");
+    let url = s.url.clone();
+    let long = std::thread::spawn(move || post(&format!("{url}/v1/chat/completions"), &body(40).to_string(), &[]));
+    // Wait until the long request is in the running batch, then reload.
+    let t0 = Instant::now();
+    loop {
+        let h: Value = serde_json::from_str(
+            &agent().get(&format!("{}/health", s.url)).call().unwrap().body_mut().read_to_string().unwrap(),
+        )
+        .unwrap();
+        if h["active_sequences"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the long request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reload = json!({"path": new_dir.path().to_str().unwrap()}).to_string();
+    let (st, v) = post(&format!("{}/v1/medr1/reload_weights", s.url), &reload, &[]);
+    assert_eq!(st, 200, "{v}");
+    assert!(v["load_seconds"].as_f64().unwrap() >= 0.0);
+    let (st, v) = long.join().unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], old_40.as_str(), "the running request kept its weights");
+    let (st, v) = chat(&s, &body(12));
+    assert_eq!(st, 200, "{v}");
+    let new_12 = v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    assert!(new_12.starts_with(want_new.as_str()), "answers come from the new weights: {new_12:?} vs {want_new:?}");
+
+    // Refusals: another model, a missing folder.
+    let other = repo().join("crates/vlm/tests/fixtures/qwen25vl-tiny/model");
+    let (st, v) = post(&format!("{}/v1/medr1/reload_weights", s.url), &json!({"path": other}).to_string(), &[]);
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("another model"), "{v}");
+    let (st, v) =
+        post(&format!("{}/v1/medr1/reload_weights", s.url), &json!({"path": "/nonexistent/ck"}).to_string(), &[]);
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("/nonexistent/ck"), "{v}");
+    // Still serving the new weights after the refusals.
+    assert_eq!(chat(&s, &body(12)).1["choices"][0]["message"]["content"], new_12.as_str());
+    let off = TestServer::start(opts());
+    let (st, _) = post(&format!("{}/v1/medr1/reload_weights", off.url), &reload, &[]);
+    assert_eq!(st, 404);
+}
