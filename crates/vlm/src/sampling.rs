@@ -21,11 +21,9 @@ impl Sampling {
     }
 }
 
-/// Chooses a token from one row's logits; returns it and its log-probability.
-/// The `k` most likely tokens and their log-probabilities under the distribution [`choose`]
-/// reports its log-probability from: suppressed tokens removed, temperature applied (when above
-/// 0), before top-k / top-p truncation. Most likely first; ties by lower token id.
-pub fn top_logprobs(logits: &[f32], s: &Sampling, suppress: &[u32], k: usize) -> Vec<(u32, f32)> {
+/// The distribution tokens are drawn from: suppressed tokens removed, divided by the temperature
+/// (when above 0). Returns the scaled logits, their maximum and their log-sum-exp.
+fn scaled(logits: &[f32], s: &Sampling, suppress: &[u32]) -> (Vec<f32>, f32, f32) {
     let mut l: Vec<f32> = logits.to_vec();
     for &t in suppress {
         if (t as usize) < l.len() {
@@ -38,6 +36,14 @@ pub fn top_logprobs(logits: &[f32], s: &Sampling, suppress: &[u32], k: usize) ->
     }
     let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let lse = max + l.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    (l, max, lse)
+}
+
+/// The `k` most likely tokens and their log-probabilities under the distribution [`choose`]
+/// reports its log-probability from: suppressed tokens removed, temperature applied (when above
+/// 0), before top-k / top-p truncation. Most likely first; ties by lower token id.
+pub fn top_logprobs(logits: &[f32], s: &Sampling, suppress: &[u32], k: usize) -> Vec<(u32, f32)> {
+    let (l, _, lse) = scaled(logits, s, suppress);
     let mut order: Vec<usize> = (0..l.len()).filter(|&i| l[i].is_finite()).collect();
     let k = k.min(order.len());
     if k == 0 {
@@ -49,19 +55,9 @@ pub fn top_logprobs(logits: &[f32], s: &Sampling, suppress: &[u32], k: usize) ->
     order.into_iter().map(|i| (i as u32, l[i] - lse)).collect()
 }
 
+/// Chooses a token from one row's logits; returns it and its log-probability.
 pub fn choose(logits: &[f32], s: &Sampling, suppress: &[u32], rng: &mut rand::rngs::StdRng) -> (u32, f32) {
-    let mut l: Vec<f32> = logits.to_vec();
-    for &t in suppress {
-        if (t as usize) < l.len() {
-            l[t as usize] = f32::NEG_INFINITY;
-        }
-    }
-    let t = if s.temperature > 0.0 { s.temperature as f32 } else { 1.0 };
-    for v in &mut l {
-        *v /= t;
-    }
-    let max = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + l.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    let (l, max, lse) = scaled(logits, s, suppress);
     if s.temperature <= 0.0 {
         // First maximum, as torch.argmax.
         let mut best = 0;

@@ -91,3 +91,18 @@ pub fn straight_and_resumed(
     let resumed = train_until(sft, recs, &cfg(b), true, 99);
     (straight, resumed)
 }
+
+/// A JSON matrix (list of lists of numbers) as float32 rows.
+pub fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect()
+}
+
+/// Rows as a [B, T] tensor.
+pub fn tensor(m: &[Vec<f32>]) -> candle_core::Tensor {
+    let (b, t) = (m.len(), m[0].len());
+    candle_core::Tensor::from_vec(m.concat(), (b, t), &candle_core::Device::Cpu).unwrap()
+}

@@ -2,23 +2,11 @@
 //! (fixtures/trl_loss_reference.json): advantages, loss, d loss / d log-probs, KL and clip
 //! statistics, to 1e-5.
 
+use crate::common::{matrix, tensor};
 use candle_core::{Device, Tensor, Var};
 use rl::advantages::{advantages, ScaleRewards};
 use rl::loss::{grpo_loss, LossConfig, LossInputs, LossType};
 use serde_json::Value;
-
-fn matrix(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .collect()
-}
-
-fn tensor(m: &[Vec<f32>]) -> Tensor {
-    let (b, t) = (m.len(), m[0].len());
-    Tensor::from_vec(m.concat(), (b, t), &Device::Cpu).unwrap()
-}
 
 #[test]
 fn all_settings_match_trl() {

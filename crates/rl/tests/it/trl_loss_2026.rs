@@ -5,23 +5,11 @@
 //! importance-sampling modes. Loss, d loss / d log-probs (and / d entropies), the IS ratio and
 //! every logged metric, to 1e-5.
 
+use crate::common::{matrix, tensor};
 use candle_core::{Device, Tensor, Var};
 use rl::loss::{grpo_loss, LossConfig, LossInputs, LossType};
 use rl::rollout_correction::{importance_sampling_ratio, CorrectionMode};
 use serde_json::Value;
-
-fn matrix(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .collect()
-}
-
-fn tensor(m: &[Vec<f32>]) -> Tensor {
-    let (b, t) = (m.len(), m[0].len());
-    Tensor::from_vec(m.concat(), (b, t), &Device::Cpu).unwrap()
-}
 
 fn close(name: &str, what: &str, got: f64, want: f64) {
     assert!((got - want).abs() <= 1e-5 + 1e-5 * want.abs(), "{name}: {what} {got} vs TRL {want}");
