@@ -38,10 +38,7 @@ pub fn run(a: DicomArgs) -> Result<()> {
     } else {
         (vec![a.path.clone()], None)
     };
-    let read = |p: &Path| -> Result<StoredPixels> {
-        let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
-        dicom::read_stored(&bytes, &p.display().to_string())
-    };
+    let read = dicom::read_file;
     // The frame shown: of the file, or the slice of the series.
     let (shown, frame) = match &series {
         Some(s) => {
@@ -69,7 +66,7 @@ pub fn run(a: DicomArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot write", out.display()))?;
     }
     if let Some(out) = &a.safetensors {
-        write_safetensors(out, &files, &shown, series.is_some(), &read)?;
+        write_safetensors(out, &files, &shown, series.is_some(), read)?;
     }
     let series_json = series
         .as_ref()
@@ -131,7 +128,7 @@ fn write_safetensors(
     files: &[PathBuf],
     first: &StoredPixels,
     stacked: bool,
-    read: &dyn Fn(&Path) -> Result<StoredPixels>,
+    read: fn(&Path) -> Result<StoredPixels>,
 ) -> Result<()> {
     let (bits, signed) = first.integer_type();
     let dtype = match (bits, signed) {

@@ -42,10 +42,8 @@ pub fn open_with(path: &Path, opts: &ImageOptions) -> Result<Vec<RgbImage>> {
             .into_iter()
             .map(|i| {
                 let p = &series.slices[i];
-                let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
-                let shown = p.display().to_string();
-                let px = dicom::read_stored(&bytes, &shown)?;
-                dicom::render_view(&px, &View { window: opts.window, frame: None }, &shown)
+                let view = View { window: opts.window, frame: None };
+                dicom::render_view(&dicom::read_file(p)?, &view, &p.display().to_string())
             })
             .collect();
     }

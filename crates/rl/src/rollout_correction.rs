@@ -87,14 +87,12 @@ pub fn importance_sampling_ratio(
     };
     let (lo, hi) = (clip_min.unwrap_or(f64::NEG_INFINITY) as f32, clip_max.unwrap_or(f64::INFINITY) as f32);
     let truncate = matches!(mode, CorrectionMode::TokenTruncate | CorrectionMode::SequenceTruncate);
-    let mut masked = 0usize;
     let ratio: Vec<f32> = raw
         .iter()
         .map(|&r| {
             if truncate {
                 r.max(lo).min(hi)
             } else if r < lo || r > hi {
-                masked += 1;
                 0.0
             } else {
                 r
@@ -104,13 +102,15 @@ pub fn importance_sampling_ratio(
     // Statistics over completion tokens (token modes) or all sequences (sequence modes).
     let on: Vec<usize> = (0..b * t).filter(|&i| m[i] != 0.0).collect();
     let deltas: Vec<f32> = on.iter().map(|&i| (o[i] - s[i]).abs()).filter(|d| !d.is_nan()).collect();
-    let (flat, masked_of): (Vec<f32>, usize) = if mode.sequence_level() {
-        (ratio.clone(), b)
+    // The values the statistics are over: every sequence (sequence modes) or every completion
+    // token (token modes); masking zeroes a ratio that was not 0.
+    let flat: Vec<(f32, f32)> = if mode.sequence_level() {
+        raw.iter().copied().zip(ratio.iter().copied()).collect()
     } else {
-        let masked_on = on.iter().filter(|&&i| ratio[i] == 0.0 && raw[i] != 0.0).count();
-        masked = masked_on;
-        (on.iter().map(|&i| ratio[i]).collect(), on.len())
+        on.iter().map(|&i| (raw[i], ratio[i])).collect()
     };
+    let masked = flat.iter().filter(|(r, x)| *x == 0.0 && *r != 0.0).count();
+    let flat: Vec<f32> = flat.into_iter().map(|(_, x)| x).collect();
     let mean = |v: &[f32]| if v.is_empty() { 0.0 } else { v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64 };
     let kl: Vec<f32> = on
         .iter()
@@ -130,7 +130,7 @@ pub fn importance_sampling_ratio(
         ratio_mean: mean(&flat),
         ratio_max: flat.iter().cloned().reduce(f32::max).unwrap_or(0.0) as f64,
         mismatch_kl: mean(&kl),
-        masked_fraction: if truncate || masked_of == 0 { 0.0 } else { masked as f64 / masked_of as f64 },
+        masked_fraction: if truncate || flat.is_empty() { 0.0 } else { masked as f64 / flat.len() as f64 },
     };
     let shape = if mode.sequence_level() { (b, 1) } else { (b, t) };
     Ok((Tensor::from_vec(ratio, shape, old.device())?, stats))

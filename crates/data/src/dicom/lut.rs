@@ -57,15 +57,12 @@ pub enum ModalityLut {
 
 impl ModalityLut {
     /// The Modality LUT Sequence's first item when present (it replaces rescale), else
-    /// Rescale Slope / Intercept (1 / 0 when absent).
-    pub fn read(obj: &InMemDicomObject, what: &str) -> Result<ModalityLut> {
+    /// Rescale Slope / Intercept (1 / 0 when absent; read with the display tags).
+    pub fn read(obj: &InMemDicomObject, display: &super::tags::DisplayTags, what: &str) -> Result<ModalityLut> {
         if let Some(item) = items(obj, tags::MODALITY_LUT_SEQUENCE).first() {
             return Ok(ModalityLut::Table(Lut::read(item, what, "Modality LUT Sequence")?));
         }
-        Ok(ModalityLut::Rescale {
-            slope: super::parse::float(obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
-            intercept: super::parse::float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
-        })
+        Ok(ModalityLut::Rescale { slope: display.rescale_slope, intercept: display.rescale_intercept })
     }
 
     pub fn apply(&self, stored: &[i32]) -> Vec<f64> {

@@ -33,7 +33,12 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<RgbImage> {
     render(&px, None, what)
 }
 
-pub fn open(path: &std::path::Path) -> Result<RgbImage> {
+/// A DICOM file's stored values; errors name the path.
+pub fn read_file(path: &std::path::Path) -> Result<StoredPixels> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    decode(&bytes, &path.display().to_string())
+    read_stored(&bytes, &path.display().to_string())
+}
+
+pub fn open(path: &std::path::Path) -> Result<RgbImage> {
+    render(&read_file(path)?, None, &path.display().to_string())
 }

@@ -190,7 +190,7 @@ fn read_stored_unguarded(bytes: &[u8], what: &str) -> Result<StoredPixels> {
         ybr_full_to_rgb(&mut values, bits_stored.clamp(8, 16));
         photometric = "RGB".into();
     }
-    let window = read_window(&obj);
+    let window = first_window(&tags);
     let voi = Voi::read(&obj, window, what)?;
     let palette = if photometric == "PALETTE COLOR" { Some(Palette::read(&obj, what)?) } else { None };
     Ok(StoredPixels {
@@ -203,7 +203,7 @@ fn read_stored_unguarded(bytes: &[u8], what: &str) -> Result<StoredPixels> {
         bits_stored,
         signed,
         values,
-        modality_lut: ModalityLut::read(&obj, what)?,
+        modality_lut: ModalityLut::read(&obj, &tags, what)?,
         window,
         voi,
         presentation_inverse: text(&obj, tags::PRESENTATION_LUT_SHAPE).as_deref() == Some("INVERSE"),
@@ -213,11 +213,10 @@ fn read_stored_unguarded(bytes: &[u8], what: &str) -> Result<StoredPixels> {
 }
 
 /// The first window the file gives (Window Center / Width are multi-valued: one per view).
-fn read_window(obj: &DefaultDicomObject) -> Option<Window> {
-    use super::parse::float;
-    match (float(obj, tags::WINDOW_CENTER), float(obj, tags::WINDOW_WIDTH)) {
-        (Some(center), Some(width)) if width > 0.0 => {
-            let function = match text(obj, tags::VOILUT_FUNCTION).as_deref() {
+fn first_window(t: &DisplayTags) -> Option<Window> {
+    match (t.window_center.first(), t.window_width.first()) {
+        (Some(&center), Some(&width)) if width > 0.0 => {
+            let function = match t.voi_lut_function.as_deref() {
                 Some("LINEAR_EXACT") => VoiFunction::LinearExact,
                 Some("SIGMOID") => VoiFunction::Sigmoid,
                 _ => VoiFunction::Linear,

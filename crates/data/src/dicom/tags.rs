@@ -6,7 +6,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use serde::Serialize;
 
-use super::parse::{floats, int, items, text, transfer_syntax_name};
+use super::parse::{float, floats, int, items, text, transfer_syntax_name};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DisplayTags {
@@ -64,8 +64,8 @@ impl DisplayTags {
             planar_configuration: int(obj, tags::PLANAR_CONFIGURATION).map(|v| v as u16),
             transfer_syntax: transfer_syntax_name(&ts_uid),
             transfer_syntax_uid: ts_uid,
-            rescale_slope: floats(obj, tags::RESCALE_SLOPE).and_then(|v| v.first().copied()).unwrap_or(1.0),
-            rescale_intercept: floats(obj, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied()).unwrap_or(0.0),
+            rescale_slope: float(obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
+            rescale_intercept: float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
             rescale_type: text(obj, tags::RESCALE_TYPE),
             window_center: floats(obj, tags::WINDOW_CENTER).unwrap_or_default(),
             window_width: floats(obj, tags::WINDOW_WIDTH).unwrap_or_default(),
